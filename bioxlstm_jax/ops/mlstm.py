@@ -1,0 +1,311 @@
+"""mLSTM cell with stabilized exponential gating: parallel, chunkwise, recurrent and step forms.
+
+Conventions (``shared/spec/xlstm-math-and-kernels.md``, DESIGN.md "Numerical conventions"):
+
+* ``q, k: (B, NH, S, DHQK)``, ``v: (B, NH, S, DHV)``, gate pre-activations ``i, f: (B, NH, S)``.
+* ``log f = log_sigmoid(f)``, ``log i = i`` (exponential input gate).
+* The scale ``DHQK**-0.5`` is applied to ``k`` (xLSTM-2024 / Prot-xLSTM convention), so states are
+  interchangeable with the official ``recurrent_step_stabilized_simple``. Initial ``m = 0``.
+* ``h_t = C_t^T q_t / (max(|n_t^T q_t|, exp(-m_t)) + eps)``.
+* Gates, decay matrices and states are computed in float32 (float64 if the inputs are float64); the
+  output ``h`` has the dtype of ``q``. Dots run at ``Precision.HIGHEST``.
+* Decay matrices are built from direct partial sums of ``log f`` (never ``F_t - F_s`` of global
+  cumsums), which keeps float32 exact to ~1e-6 where the difference form loses ~1e-3.
+
+All forms agree exactly with ``eps = 0``. With ``eps > 0`` they differ by O(eps * exp(m)) because each
+form picks its own stabilizer ``m`` (the parallel form uses the row max, the others carry ``m``).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "MLSTMState",
+    "mlstm_parallel",
+    "mlstm_recurrent",
+    "mlstm_step",
+    "mlstm_chunkwise",
+    "CHUNKWISE_BACKENDS",
+]
+
+_HIGHEST = lax.Precision.HIGHEST
+_einsum = functools.partial(jnp.einsum, precision=_HIGHEST)
+
+CHUNKWISE_BACKENDS = ("xla", "auto")
+
+
+class MLSTMState(NamedTuple):
+    """mLSTM memory in stabilized units (float32).
+
+    C: (B, NH, DHQK, DHV) matrix memory, sum of ``exp(.) * (k/sqrt(DHQK)) v^T``.
+    n: (B, NH, DHQK) normalizer state.
+    m: (B, NH) log-space stabilizer; the true state is ``exp(m) * (C, n)``.
+    """
+
+    C: jax.Array
+    n: jax.Array
+    m: jax.Array
+
+    @classmethod
+    def zeros(cls, batch: int, num_heads: int, dhqk: int, dhv: int, dtype=jnp.float32) -> "MLSTMState":
+        """The initial state: ``C = 0, n = 0, m = 0``."""
+        return cls(
+            jnp.zeros((batch, num_heads, dhqk, dhv), dtype),
+            jnp.zeros((batch, num_heads, dhqk), dtype),
+            jnp.zeros((batch, num_heads), dtype),
+        )
+
+
+def _compute_dtype(dtype) -> jnp.dtype:
+    """float32 for 16/32-bit inputs, float64 for float64 inputs."""
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"mLSTM inputs must be floating point, got {dtype}")
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _check_inputs(q, k, v, i, f) -> tuple[int, int, int, int, int]:
+    if q.ndim != 4:
+        raise ValueError(f"q must be (B, NH, S, DHQK), got shape {q.shape}")
+    B, NH, S, DHQK = q.shape
+    if k.shape != q.shape:
+        raise ValueError(f"k must have the shape of q {q.shape}, got {k.shape}")
+    if v.ndim != 4 or v.shape[:3] != (B, NH, S):
+        raise ValueError(f"v must be (B, NH, S, DHV) = ({B}, {NH}, {S}, DHV), got {v.shape}")
+    for name, g in (("i", i), ("f", f)):
+        if g.shape != (B, NH, S):
+            raise ValueError(f"gate pre-activation {name} must be (B, NH, S) = {(B, NH, S)}, got {g.shape}")
+    return B, NH, S, DHQK, v.shape[-1]
+
+
+def _check_state(state: MLSTMState, B: int, NH: int, DHQK: int, DHV: int) -> None:
+    expected = ((B, NH, DHQK, DHV), (B, NH, DHQK), (B, NH))
+    got = tuple(tuple(x.shape) for x in state)
+    if got != expected:
+        raise ValueError(f"MLSTMState shapes (C, n, m) must be {expected}, got {got}")
+
+
+def _log_decay_matrix(log_f: jax.Array, causal: bool) -> jax.Array:
+    """Direct partial sums of log f: (..., S) -> (..., S, S).
+
+    Entry ``[t, s]`` is ``sum_{j=s+1..t} log f_j`` for ``s <= t`` (0 on the diagonal). For ``s > t`` it is
+    ``-inf`` if ``causal``, else the mirror image ``sum_{j=t..s-1} log f_j`` (DNA-xLSTM's native
+    bidirectional mask).
+    """
+    S = log_f.shape[-1]
+    t = jnp.arange(S)[:, None]
+    s = jnp.arange(S)[None, :]
+    lower = jnp.cumsum(jnp.where(t > s, log_f[..., :, None], 0.0), axis=-2)
+    if causal:
+        return jnp.where(t >= s, lower, -jnp.inf)
+    # upper[t, s] = sum over r in [t, s-1] of log f_r, accumulated along s.
+    upper = jnp.cumsum(jnp.where(s > t, jnp.roll(log_f, 1, axis=-1)[..., None, :], 0.0), axis=-1)
+    return jnp.where(t >= s, lower, upper)
+
+
+@functools.partial(jax.jit, static_argnames=("causal",))
+def mlstm_parallel(q, k, v, i, f, *, eps: float = 1e-6, causal: bool = True) -> jax.Array:
+    """Quadratic (attention-like) mLSTM. Memory O(S^2); use ``mlstm_chunkwise`` for long sequences.
+
+    Args:
+      q, k: (B, NH, S, DHQK); v: (B, NH, S, DHV); i, f: (B, NH, S) gate pre-activations.
+      eps: added to the normalizer.
+      causal: ``False`` gives DNA-xLSTM's native bidirectional mLSTM (decay mirrored above the diagonal).
+    Returns:
+      h: (B, NH, S, DHV) in the dtype of ``q``.
+    """
+    _, _, _, DHQK, _ = _check_inputs(q, k, v, i, f)
+    out_dtype, ct = q.dtype, _compute_dtype(q.dtype)
+    q, k, v = (x.astype(ct) for x in (q, k, v))
+    log_f = jax.nn.log_sigmoid(f.astype(ct))
+    log_d = _log_decay_matrix(log_f, causal) + i.astype(ct)[..., None, :]  # (B, NH, S, S)
+    m = jnp.max(log_d, axis=-1, keepdims=True)
+    scores = _einsum("bhtd,bhsd->bhts", q, k * DHQK**-0.5) * jnp.exp(log_d - m)
+    normalizer = jnp.maximum(jnp.abs(jnp.sum(scores, axis=-1, keepdims=True)), jnp.exp(-m)) + eps
+    return _einsum("bhts,bhsd->bhtd", scores / normalizer, v).astype(out_dtype)
+
+
+@jax.jit
+def mlstm_step(q, k, v, i, f, state: MLSTMState | None = None, *, eps: float = 1e-6):
+    """One recurrent step.
+
+    Args:
+      q, k: (B, NH, DHQK); v: (B, NH, DHV); i, f: (B, NH); state: ``MLSTMState`` (zeros if None).
+    Returns:
+      (h: (B, NH, DHV) in the dtype of ``q``, new ``MLSTMState``).
+    """
+    if q.ndim != 3 or k.shape != q.shape or v.ndim != 3 or v.shape[:2] != q.shape[:2]:
+        raise ValueError(f"mlstm_step expects q, k (B, NH, DHQK) and v (B, NH, DHV), got {q.shape}, {k.shape}, {v.shape}")
+    if i.shape != q.shape[:2] or f.shape != q.shape[:2]:
+        raise ValueError(f"mlstm_step expects gates i, f of shape (B, NH) = {q.shape[:2]}, got {i.shape}, {f.shape}")
+    B, NH, DHQK = q.shape
+    DHV = v.shape[-1]
+    ct = _compute_dtype(q.dtype)
+    if state is None:
+        state = MLSTMState.zeros(B, NH, DHQK, DHV, ct)
+    _check_state(state, B, NH, DHQK, DHV)
+    C, n, m = (x.astype(ct) for x in state)
+    qc, kc, vc = (x.astype(ct) for x in (q, k, v))
+    i, log_f = i.astype(ct), jax.nn.log_sigmoid(f.astype(ct))
+
+    m_new = jnp.maximum(log_f + m, i)
+    f_act = jnp.exp(log_f + m - m_new)
+    i_act = jnp.exp(i - m_new)
+    kc = kc * DHQK**-0.5
+    C = f_act[..., None, None] * C + i_act[..., None, None] * (kc[..., :, None] * vc[..., None, :])
+    n = f_act[..., None] * n + i_act[..., None] * kc
+    num = _einsum("bhd,bhde->bhe", qc, C)
+    den = jnp.maximum(jnp.abs(_einsum("bhd,bhd->bh", qc, n)), jnp.exp(-m_new)) + eps
+    h = num / den[..., None]
+    return h.astype(q.dtype), MLSTMState(C, n, m_new)
+
+
+@jax.jit
+def mlstm_recurrent(q, k, v, i, f, *, initial_state: MLSTMState | None = None, eps: float = 1e-6):
+    """Sequential mLSTM (``lax.scan`` over ``mlstm_step``). Memory O(S), time O(S) sequential steps.
+
+    Args:
+      q, k: (B, NH, S, DHQK); v: (B, NH, S, DHV); i, f: (B, NH, S); initial_state: ``MLSTMState`` or None.
+    Returns:
+      (h: (B, NH, S, DHV) in the dtype of ``q``, last ``MLSTMState``).
+    """
+    B, NH, S, DHQK, DHV = _check_inputs(q, k, v, i, f)
+    if initial_state is None:
+        initial_state = MLSTMState.zeros(B, NH, DHQK, DHV, _compute_dtype(q.dtype))
+
+    def body(state, xs):
+        h, state = mlstm_step(*xs, state, eps=eps)
+        return state, h
+
+    time_major = tuple(jnp.moveaxis(x, 2, 0) for x in (q, k, v, i, f))
+    last, h = lax.scan(body, initial_state, time_major)
+    return jnp.moveaxis(h, 0, 2), last
+
+
+def _reverse_cumsum(x: jax.Array, axis: int = -1) -> jax.Array:
+    return jnp.flip(jnp.cumsum(jnp.flip(x, axis), axis=axis), axis)
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size",))
+def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, eps):
+    B, NH, S, DHQK, DHV = _check_inputs(q, k, v, i, f)
+    ct = _compute_dtype(q.dtype)
+    L = min(chunk_size, S)
+    NC = -(-S // L)
+    pad = NC * L - S
+
+    log_f = jax.nn.log_sigmoid(f.astype(ct))
+    if resets is not None:
+        # A new document starts here: nothing before it may leak in (exactly, thanks to partial sums).
+        log_f = jnp.where(resets[:, None, :], -jnp.inf, log_f)
+    i = i.astype(ct)
+    q, k, v = (x.astype(ct) for x in (q, k, v))
+    if pad:
+        # Padded steps leave the state unchanged: log f = 0 (keep everything), i = -inf (add nothing).
+        padw = ((0, 0), (0, 0), (0, pad))
+        log_f = jnp.pad(log_f, padw)
+        i = jnp.pad(i, padw, constant_values=-jnp.inf)
+        q, k, v = (jnp.pad(x, padw + ((0, 0),)) for x in (q, k, v))
+
+    q = q.reshape(B, NH, NC, L, DHQK)
+    k = k.reshape(B, NH, NC, L, DHQK) * DHQK**-0.5
+    v = v.reshape(B, NH, NC, L, DHV)
+    log_f = log_f.reshape(B, NH, NC, L)
+    i = i.reshape(B, NH, NC, L)
+
+    # Chunk gates: b = within-chunk cumsum, g = total decay, a_tau = sum_{j>tau} log f_j + i_tau
+    # (a reverse cumsum, never g - b).
+    b = jnp.cumsum(log_f, axis=-1)
+    g = b[..., -1]
+    log_f_after = jnp.concatenate([log_f[..., 1:], jnp.zeros_like(log_f[..., :1])], axis=-1)
+    a = _reverse_cumsum(log_f_after) + i
+    m_local = jnp.max(a, axis=-1)  # (B, NH, NC)
+    w = jnp.exp(a - m_local[..., None])
+    kv = _einsum("bhcld,bhcle->bhcde", k * w[..., None], v)  # (B, NH, NC, DHQK, DHV)
+    ksum = jnp.sum(k * w[..., None], axis=-2)  # (B, NH, NC, DHQK)
+
+    if initial_state is None:
+        initial_state = MLSTMState.zeros(B, NH, DHQK, DHV, ct)
+    _check_state(initial_state, B, NH, DHQK, DHV)
+    initial_state = MLSTMState(*(x.astype(ct) for x in initial_state))
+
+    def inter_chunk(state, xs):
+        C, n, m = state
+        g_c, m_loc, kv_c, ks_c = xs
+        m_new = jnp.maximum(g_c + m, m_loc)
+        decay = jnp.exp(g_c + m - m_new)
+        weight = jnp.exp(m_loc - m_new)
+        C_new = decay[..., None, None] * C + weight[..., None, None] * kv_c
+        n_new = decay[..., None] * n + weight[..., None] * ks_c
+        return MLSTMState(C_new, n_new, m_new), state
+
+    chunk_major = tuple(jnp.moveaxis(x, 2, 0) for x in (g, m_local, kv, ksum))
+    last_state, entering = lax.scan(inter_chunk, initial_state, chunk_major)
+    C_in, n_in, m_in = (jnp.moveaxis(x, 0, 2) for x in entering)  # states entering each chunk
+
+    # Intra-chunk: decay from direct partial sums within the chunk, combined with the entering state.
+    log_d = _log_decay_matrix(log_f, causal=True) + i[..., None, :]  # (B, NH, NC, L, L)
+    m_intra = jnp.max(log_d, axis=-1)
+    m_comb = jnp.maximum(b + m_in[..., None], m_intra)  # (B, NH, NC, L)
+    scores = _einsum("bhcld,bhcsd->bhcls", q, k) * jnp.exp(log_d - m_comb[..., None])
+    q_inter = q * jnp.exp(b + m_in[..., None] - m_comb)[..., None]
+    num = _einsum("bhcls,bhcse->bhcle", scores, v) + _einsum("bhcld,bhcde->bhcle", q_inter, C_in)
+    den = jnp.sum(scores, axis=-1) + _einsum("bhcld,bhcd->bhcl", q_inter, n_in)
+    h = num / (jnp.maximum(jnp.abs(den), jnp.exp(-m_comb)) + eps)[..., None]
+    h = h.reshape(B, NH, NC * L, DHV)[:, :, :S]
+    return h, last_state
+
+
+def mlstm_chunkwise(
+    q,
+    k,
+    v,
+    i,
+    f,
+    *,
+    chunk_size: int = 64,
+    initial_state: MLSTMState | None = None,
+    return_last_state: bool = False,
+    resets: jax.Array | None = None,
+    eps: float = 1e-6,
+    backend: str = "xla",
+):
+    """Chunkwise mLSTM: exact, memory linear in S, any S.
+
+    Sequential over chunks (``lax.scan`` of the inter-chunk state recurrence), parallel within chunks.
+    If S is not a multiple of ``chunk_size`` the tail is padded with ``log f = 0, i = -inf`` steps that
+    leave the state unchanged, so the last state is exact.
+
+    Args:
+      q, k: (B, NH, S, DHQK); v: (B, NH, S, DHV); i, f: (B, NH, S) gate pre-activations.
+      chunk_size: tokens per chunk (``min(chunk_size, S)`` is used).
+      initial_state: ``MLSTMState`` entering the sequence (zeros if None).
+      return_last_state: also return the ``MLSTMState`` after the last token.
+      resets: optional (B, S) bool, True where a new document starts (packed batches). Outputs from
+        there on equal a fresh run on that document (exactly for ``eps = 0``; states may differ in
+        their stabilizer ``m`` but represent the same memory).
+      eps: added to the normalizer.
+      backend: ``"xla"`` (this implementation, the numerical reference) or ``"auto"`` (the fastest
+        available; currently XLA everywhere).
+    Returns:
+      h: (B, NH, S, DHV) in the dtype of ``q``, or ``(h, MLSTMState)`` if ``return_last_state``.
+    """
+    if backend not in CHUNKWISE_BACKENDS:
+        raise ValueError(f"backend must be one of {CHUNKWISE_BACKENDS}, got {backend!r}")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    if resets is not None:
+        resets = jnp.asarray(resets)
+        if resets.shape != (q.shape[0], q.shape[2]):
+            raise ValueError(f"resets must be (B, S) = {(q.shape[0], q.shape[2])}, got {resets.shape}")
+        resets = resets.astype(bool)
+    h, last_state = _mlstm_chunkwise_xla(
+        q, k, v, i, f, resets, initial_state, chunk_size=chunk_size, eps=eps
+    )
+    h = h.astype(q.dtype)
+    return (h, last_state) if return_last_state else h

@@ -1,0 +1,59 @@
+"""Shared test utilities: random mLSTM inputs, the per-head LayerNorm loss, scaled comparisons."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def mlstm_inputs(seed, B=2, NH=2, S=64, DHQK=16, DHV=32, *, f_offset=3.0, i_offset=0.0, dtype=np.float64):
+    """q, k, v ~ N(0, 1); i ~ N(i_offset, 1); f ~ N(f_offset, 1), as NumPy arrays (the mlstm_kernels regime)."""
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(B, NH, S, DHQK))
+    k = rng.normal(size=(B, NH, S, DHQK))
+    v = rng.normal(size=(B, NH, S, DHV))
+    i = rng.normal(size=(B, NH, S)) + i_offset
+    f = rng.normal(size=(B, NH, S)) + f_offset
+    return tuple(x.astype(dtype) for x in (q, k, v, i, f))
+
+
+def random_state(seed, B, NH, DHQK, DHV, dtype=np.float64):
+    """A plausible MLSTMState (C, n, m) as NumPy arrays (n > 0 side, m of either sign)."""
+    rng = np.random.default_rng(seed)
+    C = rng.normal(size=(B, NH, DHQK, DHV))
+    n = rng.normal(size=(B, NH, DHQK))
+    m = rng.normal(size=(B, NH))
+    return tuple(x.astype(dtype) for x in (C, n, m))
+
+
+def layernorm_loss(h, seed=0, eps=1e-5):
+    """Per-head LayerNorm over DHV, plus a fixed random offset, squared and summed (mlstm_kernels' test loss).
+
+    The chunkwise kernels' custom VJP is exact only for losses of the per-head-normalized output.
+    """
+    h = h.astype(jnp.promote_types(h.dtype, jnp.float32))
+    mu = jnp.mean(h, axis=-1, keepdims=True)
+    var = jnp.var(h, axis=-1, keepdims=True)
+    normed = (h - mu) / jnp.sqrt(var + eps)
+    offset = jax.random.normal(jax.random.key(seed), h.shape, h.dtype)
+    return jnp.sum((normed + offset) ** 2)
+
+
+def max_abs(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def assert_close_scaled(actual, expected, tol, what=""):
+    """max |actual - expected| <= tol * max(1, max |expected|).
+
+    float32 mLSTM outputs for N(0, 1) inputs reach |h| ~ 40 (the normalizer max(|n.q|, exp(-m)) sits
+    near its lower bound), so float32 rounding is relative to that scale; this is the fair float32 check.
+    """
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    assert np.all(np.isfinite(actual)), f"{what}: non-finite values"
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    err = float(np.max(np.abs(actual - expected)))
+    assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol:.1e} * scale {scale:.3g}"
