@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/ops_cpu.py                      # S in 256, 1k, 4k, 16k; ~3-5 minutes on 2 cores
+    python benchmarks/ops_cpu.py                      # S in 256, 1k, 4k, 16k; ~3 minutes on 2 cores
     python benchmarks/ops_cpu.py --seq-lens 256 1024 --repeats 3
 
 Measures forward and forward+backward wall time (median over ``--repeats`` after one warm-up/compile
@@ -150,7 +150,7 @@ def main(argv=None):
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--chunk-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-parallel-len", type=int, default=4096, help="skip the S^2 parallel form above this S")
     parser.add_argument("--max-torch-recurrent-len", type=int, default=4096,
                         help="skip the official Python-loop recurrent form above this S (minutes per call)")

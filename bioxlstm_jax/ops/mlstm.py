@@ -115,7 +115,9 @@ def mlstm_parallel(q, k, v, i, f, *, eps: float = 1e-6, causal: bool = True) -> 
     Args:
       q, k: (B, NH, S, DHQK); v: (B, NH, S, DHV); i, f: (B, NH, S) gate pre-activations.
       eps: added to the normalizer.
-      causal: ``False`` gives DNA-xLSTM's native bidirectional mLSTM (decay mirrored above the diagonal).
+      causal: ``False`` gives DNA-xLSTM's native bidirectional mLSTM: above the diagonal the decay is
+        ``sum_{r=t..s-1} log f_r`` (the mirror image), as ``parallel_stabilized_simple(bidirectional=True)``
+        in ml-jku/DNA-xLSTM computes it (there from differences of reversed cumsums).
     Returns:
       h: (B, NH, S, DHV) in the dtype of ``q``.
     """
