@@ -1,0 +1,112 @@
+"""Small xLSTM building blocks with the official parametrisation and initialisation (NX-AI/xlstm 2024).
+
+Parameter names and layouts follow the official PyTorch modules so that weight conversion is a
+transpose at most: LayerNorm ``weight`` (scale ``1 + weight``, no bias), depthwise causal conv
+``kernel`` (KS, D) (torch ``conv.weight`` (D, 1, KS) transposed), headwise ``weight`` (NH, out/NH, in/NH).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = ["LayerNorm", "MultiHeadLayerNorm", "CausalConv1d", "LinearHeadwiseExpand"]
+
+
+def _layer_norm(x, eps):
+    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    return (x32 - mean) * jax.lax.rsqrt(var + eps)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over the last axis with scale ``1 + weight`` (weight initialised to 0), no bias, eps 1e-5.
+
+    Statistics in float32; output in the input dtype.
+    """
+
+    eps: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x):
+        weight = self.param("weight", nn.initializers.zeros_init(), (x.shape[-1],), jnp.float32)
+        return (_layer_norm(x, self.eps) * (1.0 + weight)).astype(x.dtype)
+
+
+class MultiHeadLayerNorm(nn.Module):
+    """Per-head LayerNorm (the official group norm with NH groups): x (..., NH, DH) -> (..., NH, DH).
+
+    One ``weight`` of size NH * DH (scale ``1 + weight``), no bias, eps 1e-5.
+    """
+
+    eps: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x):
+        NH, DH = x.shape[-2:]
+        weight = self.param("weight", nn.initializers.zeros_init(), (NH * DH,), jnp.float32)
+        return (_layer_norm(x, self.eps) * (1.0 + weight.reshape(NH, DH))).astype(x.dtype)
+
+
+def _torch_conv_init(fan_in: int):
+    """PyTorch's default Conv1d init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class CausalConv1d(nn.Module):
+    """Depthwise causal conv over time: x (B, S, D) -> (B, S, D); ``y_t = sum_j kernel[j] x_{t-KS+1+j} + bias``.
+
+    ``state`` (B, KS-1, D) holds the previous KS-1 inputs (zeros at the start); ``__call__`` returns
+    ``(y, new_state)`` so prefill and one-token steps (S = 1) share one code path.
+    """
+
+    kernel_size: int = 4
+    use_bias: bool = True
+
+    @nn.compact
+    def __call__(self, x, state=None):
+        B, S, D = x.shape
+        KS = self.kernel_size
+        init = _torch_conv_init(KS)
+        kernel = self.param("kernel", init, (KS, D), jnp.float32)
+        if state is None:
+            state = jnp.zeros((B, KS - 1, D), x.dtype)
+        if state.shape != (B, KS - 1, D):
+            raise ValueError(f"conv state must be (B, KS-1, D) = {(B, KS - 1, D)}, got {state.shape}")
+        xs = jnp.concatenate([state.astype(x.dtype), x], axis=1)  # (B, S + KS - 1, D)
+        y = sum(xs[:, j : j + S] * kernel[j].astype(x.dtype) for j in range(KS))
+        if self.use_bias:
+            y = y + self.param("bias", init, (D,), jnp.float32).astype(x.dtype)
+        return y, xs[:, S:]
+
+
+class LinearHeadwiseExpand(nn.Module):
+    """Block-diagonal linear map: x (..., D) -> (..., D * expand), one (D/NH -> D*expand/NH) block per head.
+
+    ``weight`` (NH, out/NH, in/NH) ~ N(0, 2 / (5 in/NH)) (the official small init), optional zero bias.
+    """
+
+    num_heads: int
+    expand: int = 1
+    use_bias: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        D = x.shape[-1]
+        if D % self.num_heads:
+            raise ValueError(f"in_features {D} must be a multiple of num_heads {self.num_heads}")
+        d_in = D // self.num_heads
+        d_out = d_in * self.expand
+        std = math.sqrt(2.0 / 5.0 / d_in)
+        weight = self.param("weight", nn.initializers.normal(std), (self.num_heads, d_out, d_in), jnp.float32)
+        xh = x.reshape(*x.shape[:-1], self.num_heads, d_in)
+        y = jnp.einsum("...hd,hod->...ho", xh, weight.astype(x.dtype), precision=jax.lax.Precision.HIGHEST)
+        y = y.reshape(*x.shape[:-1], self.num_heads * d_out)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros_init(), (self.num_heads * d_out,), jnp.float32).astype(x.dtype)
+        return y

@@ -1,0 +1,104 @@
+"""Components match the official PyTorch xLSTM modules with the same weights, and initialise as they do."""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from xlstm.components.conv import CausalConv1d as TorchConv
+from xlstm.components.conv import CausalConv1dConfig
+from xlstm.components.linear_headwise import LinearHeadwiseExpand as TorchHeadwise
+from xlstm.components.linear_headwise import LinearHeadwiseExpandConfig
+from xlstm.components.ln import LayerNorm as TorchLayerNorm
+from xlstm.components.ln import MultiHeadLayerNorm as TorchMultiHeadLayerNorm
+
+from bioxlstm_jax.nn import CausalConv1d, LayerNorm, LinearHeadwiseExpand, MultiHeadLayerNorm
+
+RNG = np.random.default_rng(0)
+
+
+def _t(x):
+    return torch.from_numpy(np.asarray(x, np.float32))
+
+
+def test_layernorm_matches_official():
+    x = RNG.normal(size=(2, 5, 24)).astype(np.float32) * 3 + 1
+    w = RNG.normal(size=(24,)).astype(np.float32)
+    ref = TorchLayerNorm(ndim=24)
+    with torch.no_grad():
+        ref.weight.copy_(_t(w))
+        expected = ref(_t(x)).numpy()
+    params = LayerNorm().init(jax.random.key(0), x)
+    chex.assert_trees_all_equal(params["params"]["weight"], jnp.zeros(24))
+    actual = LayerNorm().apply({"params": {"weight": jnp.asarray(w)}}, x)
+    chex.assert_trees_all_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_multihead_layernorm_matches_official():
+    B, NH, S, DH = 2, 3, 7, 8
+    x = RNG.normal(size=(B, NH, S, DH)).astype(np.float32) * 2
+    w = RNG.normal(size=(NH * DH,)).astype(np.float32)
+    ref = TorchMultiHeadLayerNorm(ndim=NH * DH)
+    with torch.no_grad():
+        ref.weight.copy_(_t(w))
+        expected = ref(_t(x)).numpy()  # (B, NH, S, DH)
+    actual = MultiHeadLayerNorm().apply({"params": {"weight": jnp.asarray(w)}}, x.transpose(0, 2, 1, 3))
+    chex.assert_trees_all_close(actual.transpose(0, 2, 1, 3), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_size", [2, 4])
+def test_causal_conv_matches_official_and_steps(kernel_size):
+    B, S, D = 2, 11, 6
+    x = RNG.normal(size=(B, S, D)).astype(np.float32)
+    ref = TorchConv(CausalConv1dConfig(feature_dim=D, kernel_size=kernel_size))
+    with torch.no_grad():
+        expected = ref(_t(x)).numpy()
+    params = {"params": {"kernel": jnp.asarray(ref.conv.weight.detach().numpy()[:, 0, :].T),
+                         "bias": jnp.asarray(ref.conv.bias.detach().numpy())}}
+    conv = CausalConv1d(kernel_size=kernel_size)
+    y, state = conv.apply(params, x)
+    chex.assert_trees_all_close(y, expected, atol=1e-6, rtol=1e-6)
+    chex.assert_trees_all_close(state, x[:, -(kernel_size - 1):])
+    # Prefill 5 tokens, then one token at a time: equals the full pass.
+    y_pre, state = conv.apply(params, x[:, :5])
+    ys = [y_pre]
+    for t in range(5, S):
+        y_t, state = conv.apply(params, x[:, t : t + 1], state)
+        ys.append(y_t)
+    chex.assert_trees_all_close(jnp.concatenate(ys, axis=1), expected, atol=1e-6, rtol=1e-6)
+
+
+def test_causal_conv_init_is_torch_default():
+    params = CausalConv1d(kernel_size=4).init(jax.random.key(1), jnp.zeros((1, 3, 512)))["params"]
+    bound = 1 / math.sqrt(4)
+    for p in (params["kernel"], params["bias"]):
+        assert float(jnp.max(jnp.abs(p))) <= bound
+        assert float(jnp.std(p)) == pytest.approx(bound / math.sqrt(3), rel=0.1)
+
+
+@pytest.mark.parametrize("expand,use_bias", [(1, False), (2, True)])
+def test_headwise_linear_matches_official(expand, use_bias):
+    D, NH = 16, 4
+    x = RNG.normal(size=(2, 5, D)).astype(np.float32)
+    ref = TorchHeadwise(LinearHeadwiseExpandConfig(in_features=D, num_heads=NH, expand_factor_up=expand, bias=use_bias))
+    params = {"weight": jnp.asarray(ref.weight.detach().numpy())}
+    if use_bias:
+        b = RNG.normal(size=(D * expand,)).astype(np.float32)
+        with torch.no_grad():
+            ref.bias.copy_(_t(b))
+        params["bias"] = jnp.asarray(b)
+    with torch.no_grad():
+        expected = ref(_t(x)).numpy()
+    module = LinearHeadwiseExpand(num_heads=NH, expand=expand, use_bias=use_bias)
+    chex.assert_trees_all_equal_shapes(module.init(jax.random.key(0), x)["params"], params)
+    chex.assert_trees_all_close(module.apply({"params": params}, x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_headwise_linear_init_std_and_errors():
+    params = LinearHeadwiseExpand(num_heads=4).init(jax.random.key(2), jnp.zeros((1, 256)))["params"]
+    assert float(jnp.std(params["weight"])) == pytest.approx(math.sqrt(2 / 5 / 64), rel=0.05)
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        LinearHeadwiseExpand(num_heads=3).init(jax.random.key(0), jnp.zeros((1, 16)))
