@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["LayerNorm", "MultiHeadLayerNorm", "CausalConv1d", "LinearHeadwiseExpand"]
+__all__ = ["LayerNorm", "MultiHeadLayerNorm", "DepthwiseConv1d", "LinearHeadwiseExpand"]
 
 
 def _layer_norm(x, eps):
@@ -58,42 +58,63 @@ def _torch_conv_init(fan_in: int):
     return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-class CausalConv1d(nn.Module):
-    """Depthwise causal conv over time: x (B, S, D) -> (B, S, D); ``y_t = sum_j kernel[j] x_{t-KS+1+j} + bias``.
+class DepthwiseConv1d(nn.Module):
+    """Depthwise conv over time: x (B, S, D) -> (B, S, D), the official xLSTM ``CausalConv1d``.
 
+    ``causal=True``: ``y_t = sum_j kernel[j] x_{t-KS+1+j} + bias``. ``causal=False`` is DNA-xLSTM's
+    ``padding="same"`` (PyTorch pads (KS-1)//2 on the left, the rest on the right; no state).
     ``state`` (B, KS-1, D) holds the previous KS-1 inputs (zeros at the start); ``__call__`` returns
     ``(y, new_state)`` so prefill and one-token steps (S = 1) share one code path.
+    ``resets`` (B, S) bool (causal only) marks document starts in packed rows: inputs from before a
+    reset (the state included) do not reach outputs after it.
     """
 
     kernel_size: int = 4
+    causal: bool = True
     use_bias: bool = True
 
     @nn.compact
-    def __call__(self, x, state=None):
+    def __call__(self, x, state=None, resets=None):
         B, S, D = x.shape
         KS = self.kernel_size
         init = _torch_conv_init(KS)
-        kernel = self.param("kernel", init, (KS, D), jnp.float32)
-        if state is None:
-            state = jnp.zeros((B, KS - 1, D), x.dtype)
-        if state.shape != (B, KS - 1, D):
-            raise ValueError(f"conv state must be (B, KS-1, D) = {(B, KS - 1, D)}, got {state.shape}")
-        xs = jnp.concatenate([state.astype(x.dtype), x], axis=1)  # (B, S + KS - 1, D)
-        y = sum(xs[:, j : j + S] * kernel[j].astype(x.dtype) for j in range(KS))
+        kernel = self.param("kernel", init, (KS, D), jnp.float32).astype(x.dtype)
+        if self.causal:
+            if state is None:
+                state = jnp.zeros((B, KS - 1, D), x.dtype)
+            if state.shape != (B, KS - 1, D):
+                raise ValueError(f"conv state must be (B, KS-1, D) = {(B, KS - 1, D)}, got {state.shape}")
+            xs = jnp.concatenate([state.astype(x.dtype), x], axis=1)  # (B, S + KS - 1, D)
+            new_state = xs[:, S:]
+        else:
+            if state is not None or resets is not None:
+                raise ValueError("a non-causal ('same') conv takes no state and no resets")
+            left = (KS - 1) // 2
+            xs = jnp.pad(x, ((0, 0), (left, KS - 1 - left), (0, 0)))
+            new_state = None
+        if resets is None:
+            y = sum(xs[:, j : j + S] * kernel[j] for j in range(KS))
+        else:
+            seg = jnp.cumsum(resets.astype(jnp.int32), axis=1)  # (B, S); the state is segment 0
+            seg = jnp.pad(seg, ((0, 0), (KS - 1, 0)))
+            same = [(seg[:, j : j + S] == seg[:, KS - 1 :])[..., None] for j in range(KS)]
+            y = sum(jnp.where(same[j], xs[:, j : j + S], 0) * kernel[j] for j in range(KS))
         if self.use_bias:
             y = y + self.param("bias", init, (D,), jnp.float32).astype(x.dtype)
-        return y, xs[:, S:]
+        return y, new_state
 
 
 class LinearHeadwiseExpand(nn.Module):
     """Block-diagonal linear map: x (..., D) -> (..., D * expand), one (D/NH -> D*expand/NH) block per head.
 
-    ``weight`` (NH, out/NH, in/NH) ~ N(0, 2 / (5 in/NH)) (the official small init), optional zero bias.
+    ``weight`` (NH, out/NH, in/NH) ~ N(0, sqrt(2 / (5 init_dim))) (the official small init; ``init_dim``
+    defaults to in/NH, the xLSTM layers pass the embedding dim), optional zero bias.
     """
 
     num_heads: int
     expand: int = 1
     use_bias: bool = False
+    init_dim: int | None = None
 
     @nn.compact
     def __call__(self, x):
@@ -102,7 +123,7 @@ class LinearHeadwiseExpand(nn.Module):
             raise ValueError(f"in_features {D} must be a multiple of num_heads {self.num_heads}")
         d_in = D // self.num_heads
         d_out = d_in * self.expand
-        std = math.sqrt(2.0 / 5.0 / d_in)
+        std = math.sqrt(2.0 / 5.0 / (self.init_dim or d_in))
         weight = self.param("weight", nn.initializers.normal(std), (self.num_heads, d_out, d_in), jnp.float32)
         xh = x.reshape(*x.shape[:-1], self.num_heads, d_in)
         y = jnp.einsum("...hd,hod->...ho", xh, weight.astype(x.dtype), precision=jax.lax.Precision.HIGHEST)

@@ -15,7 +15,7 @@ from xlstm.components.linear_headwise import LinearHeadwiseExpandConfig
 from xlstm.components.ln import LayerNorm as TorchLayerNorm
 from xlstm.components.ln import MultiHeadLayerNorm as TorchMultiHeadLayerNorm
 
-from bioxlstm_jax.nn import CausalConv1d, LayerNorm, LinearHeadwiseExpand, MultiHeadLayerNorm
+from bioxlstm_jax.nn import DepthwiseConv1d, LayerNorm, LinearHeadwiseExpand, MultiHeadLayerNorm
 
 RNG = np.random.default_rng(0)
 
@@ -58,7 +58,7 @@ def test_causal_conv_matches_official_and_steps(kernel_size):
         expected = ref(_t(x)).numpy()
     params = {"params": {"kernel": jnp.asarray(ref.conv.weight.detach().numpy()[:, 0, :].T),
                          "bias": jnp.asarray(ref.conv.bias.detach().numpy())}}
-    conv = CausalConv1d(kernel_size=kernel_size)
+    conv = DepthwiseConv1d(kernel_size=kernel_size)
     y, state = conv.apply(params, x)
     chex.assert_trees_all_close(y, expected, atol=1e-6, rtol=1e-6)
     chex.assert_trees_all_close(state, x[:, -(kernel_size - 1):])
@@ -72,7 +72,7 @@ def test_causal_conv_matches_official_and_steps(kernel_size):
 
 
 def test_causal_conv_init_is_torch_default():
-    params = CausalConv1d(kernel_size=4).init(jax.random.key(1), jnp.zeros((1, 3, 512)))["params"]
+    params = DepthwiseConv1d(kernel_size=4).init(jax.random.key(1), jnp.zeros((1, 3, 512)))["params"]
     bound = 1 / math.sqrt(4)
     for p in (params["kernel"], params["bias"]):
         assert float(jnp.max(jnp.abs(p))) <= bound

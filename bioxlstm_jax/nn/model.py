@@ -1,0 +1,279 @@
+"""xLSTM residual blocks, the block stack (with DNA-xLSTM's bidirectional and RC modes), the language
+model ``XLSTMLM`` and the sequence classifier ``XLSTMClassifier``.
+
+Parameter tree of ``XLSTMLM``::
+
+    backbone/token_embedding/embedding (V, D)
+    backbone/block_{i}/xlstm_norm/weight, backbone/block_{i}/xlstm/...   (MLSTMLayer or SLSTMLayer)
+    backbone/block_{i}/ffn_norm/weight, backbone/block_{i}/ffn/...       (sLSTM blocks only)
+    backbone/post_blocks_norm/weight
+    lm_head/kernel (D, V)                                                (absent if tie_weights)
+
+Recurrent state: a tuple with one dict per block, ``{"mlstm": MLSTMState, "conv": (B, KS-1, I)}`` or
+``{"slstm": SLSTMState, "conv": (B, KS-1, D)}`` (see ``zero_state``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from bioxlstm_jax import ops
+from bioxlstm_jax.nn.components import LayerNorm
+from bioxlstm_jax.nn.config import XLSTMConfig
+from bioxlstm_jax.nn.layers import GatedFeedForward, MLSTMLayer, SLSTMLayer, small_init
+from bioxlstm_jax.nn.rope import rope_angles
+
+__all__ = [
+    "XLSTMBlock",
+    "XLSTMBackbone",
+    "XLSTMLM",
+    "XLSTMClassifier",
+    "zero_state",
+    "reverse_complement",
+    "POOLINGS",
+]
+
+POOLINGS = ("mean", "first", "last")
+
+
+def reverse_complement(tokens: jax.Array, complement_map) -> jax.Array:
+    """Reverse complement of token ids: (B, S) int -> (B, S), flipped in time, each id complemented."""
+    return jnp.flip(jnp.asarray(complement_map, jnp.int32)[tokens], axis=1)
+
+
+def _flip_lc(x):
+    """Flip time and channels: the reverse complement of an RC-equivariant feature half (B, S, C)."""
+    return jnp.flip(x, axis=(1, 2))
+
+
+def _flip_t(x):
+    return None if x is None else jnp.flip(x, axis=1)
+
+
+def zero_state(config: XLSTMConfig, batch_size: int) -> tuple[dict[str, Any], ...]:
+    """The state before the first token (all zeros), one dict per block."""
+    cfg = config
+    state = []
+    for kind in cfg.block_types:
+        if kind == "m":
+            cell = ops.MLSTMState.zeros(batch_size, cfg.mlstm_num_heads, cfg.mlstm_head_dim, cfg.mlstm_head_dim)
+            conv = jnp.zeros((batch_size, cfg.conv1d_kernel_size - 1, cfg.mlstm_inner_dim), cfg.dtype)
+            state.append({"mlstm": cell, "conv": conv})
+        else:
+            cell = ops.SLSTMState.zeros(batch_size, cfg.slstm_num_heads, cfg.slstm_head_dim)
+            conv = jnp.zeros((batch_size, cfg.slstm_conv1d_kernel_size - 1, cfg.embedding_dim), cfg.dtype)
+            state.append({"slstm": cell, "conv": conv})
+    return tuple(state)
+
+
+class XLSTMBlock(nn.Module):
+    """Pre-norm residual block: ``x + layer(LN(x))``, then ``x + FFN(LN(x))`` for sLSTM blocks.
+
+    ``(x, rope, state, resets) -> (x, new_state or None)``.
+    """
+
+    config: XLSTMConfig
+    block_idx: int
+    return_state: bool = False
+
+    @nn.compact
+    def __call__(self, x, rope=None, state=None, resets=None):
+        cfg = self.config
+        is_slstm = cfg.block_types[self.block_idx] == "s"
+        layer_cls = SLSTMLayer if is_slstm else MLSTMLayer
+        layer = layer_cls(cfg, self.block_idx, self.return_state, name="xlstm")
+        y, new_state = layer(LayerNorm(name="xlstm_norm")(x), rope, state, resets)
+        x = x + y
+        if is_slstm:
+            x = x + GatedFeedForward(cfg, name="ffn")(LayerNorm(name="ffn_norm")(x))
+        return x, new_state
+
+
+class XLSTMBackbone(nn.Module):
+    """Token embedding, blocks and post-blocks norm: tokens (B, S) -> hidden (B, S, D).
+
+    With ``config.rcps`` the hidden is (B, S, 2D): ``[h, rc-branch]`` with the RC-equivariance
+    ``hidden(rc(x)) == flip_{S,C}(hidden(x))`` (Caduceus' RCPS), built from weight-shared branches for
+    every block type. Differences from DNA-xLSTM, on purpose: RCPS works for mLSTM blocks too, and the
+    sLSTM head order is not reversed on the RC branch (the reference's ``is_rc_flipped`` breaks exact
+    equivariance).
+    """
+
+    config: XLSTMConfig
+
+    @nn.compact
+    def __call__(self, tokens, positions=None, state=None, *, return_state: bool = False, resets=None):
+        cfg = self.config
+        if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+            raise ValueError(f"tokens must be int (B, S), got {tokens.dtype} {tokens.shape}")
+        B, S = tokens.shape
+        if (state is not None or return_state or resets is not None) and not cfg.causal:
+            raise ValueError(
+                "state passing, step decoding and resets need a causal model (bidirectional='none', rcps=False, "
+                "causal convs)"
+            )
+        if state is not None and len(state) != cfg.num_blocks:
+            raise ValueError(f"state must have one entry per block ({cfg.num_blocks}), got {len(state)}")
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
+        elif positions.shape != (B, S):
+            raise ValueError(f"positions must be (B, S) = {(B, S)}, got {positions.shape}")
+        if resets is not None:
+            resets = jnp.asarray(resets, bool)
+            if resets.shape != (B, S):
+                raise ValueError(f"resets must be (B, S) = {(B, S)}, got {resets.shape}")
+
+        dtype = jnp.dtype(cfg.dtype)
+        embed = nn.Embed(cfg.vocab_size, cfg.embedding_dim, embedding_init=small_init(cfg.embedding_dim),
+                         param_dtype=jnp.float32, name="token_embedding")
+        x = embed(tokens).astype(dtype)
+        if cfg.rcps:
+            x = jnp.concatenate([x, _flip_lc(embed(reverse_complement(tokens, cfg.complement_map)).astype(dtype))], -1)
+
+        rope = None
+        if cfg.rope == "inner":
+            rope = rope_angles(positions, cfg.mlstm_inner_dim, cfg.rope_base)
+        elif cfg.rope == "head":
+            rope = tuple(a[:, :, None, :] for a in rope_angles(positions, cfg.mlstm_head_dim, cfg.rope_base))
+
+        block_cls = nn.remat(XLSTMBlock) if cfg.remat else XLSTMBlock
+        new_states = []
+        for idx in range(cfg.num_blocks):
+            block = block_cls(cfg, idx, return_state, name=f"block_{idx}")
+            block_state = None if state is None else state[idx]
+
+            # The time-reversed passes see the same position ids, as DNA-xLSTM's fixed RoPE table.
+            def directed(h, block=block, idx=idx, block_state=block_state):
+                if cfg.bidirectional == "sum":
+                    fwd, _ = block(h, rope, None, None)
+                    bwd, _ = block(jnp.flip(h, 1), rope, None, None)
+                    return fwd + jnp.flip(bwd, 1), None
+                if cfg.bidirectional == "alternating" and idx % 2 == 0:
+                    out, _ = block(jnp.flip(h, 1), rope, None, None)
+                    return jnp.flip(out, 1), None
+                return block(h, rope, block_state, resets)
+
+            if cfg.rcps:
+                x = _rc_wrap(lambda h: directed(h)[0], x)
+            else:
+                x, block_new = directed(x)
+                new_states.append(block_new)
+        if cfg.add_post_blocks_norm:
+            norm = LayerNorm(name="post_blocks_norm")
+            x = _rc_wrap(norm, x) if cfg.rcps else norm(x)
+        return (x, tuple(new_states)) if return_state else x
+
+
+def _rc_wrap(fn, x):
+    """Apply ``fn`` to the forward half and (RC-flipped) to the RC half of x (B, S, 2D)."""
+    D = x.shape[-1] // 2
+    return jnp.concatenate([fn(x[..., :D]), _flip_lc(fn(_flip_lc(x[..., D:])))], axis=-1)
+
+
+class XLSTMLM(nn.Module):
+    """xLSTM language model: tokens (B, S) int -> logits (B, S, vocab) float32.
+
+    Causal LM (``bidirectional="none"``) or masked LM (a bidirectional mode; the objective is in the
+    data and the loss). ``__call__(tokens, positions=None, state=None, *, return_state=False,
+    resets=None)``: positions default to ``arange(S)`` per row (pass them when continuing from a
+    state with RoPE); returns logits, or ``(logits, state)`` if ``return_state``.
+    ``step(token (B,), state, position (B,) or None) -> (logits (B, V), state)`` decodes one token in O(1).
+    """
+
+    config: XLSTMConfig
+
+    def setup(self):
+        cfg = self.config
+        self.backbone = XLSTMBackbone(cfg)
+        if not cfg.tie_weights:
+            self.lm_head = nn.Dense(cfg.vocab_size, use_bias=False, kernel_init=small_init(cfg.embedding_dim),
+                                    dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.float32)
+
+    def __call__(self, tokens, positions=None, state=None, *, return_state: bool = False, resets=None):
+        out = self.backbone(tokens, positions, state, return_state=return_state, resets=resets)
+        hidden, new_state = out if return_state else (out, None)
+        logits = self.logits(hidden)
+        return (logits, new_state) if return_state else logits
+
+    def logits(self, hidden):
+        """hidden (B, S, D) (or (B, S, 2D) with RCPS) -> logits (B, S, V) float32."""
+        cfg = self.config
+        if cfg.tie_weights:
+            emb = self.backbone.variables["params"]["token_embedding"]["embedding"]
+            return jnp.einsum("bsd,vd->bsv", hidden, emb.astype(hidden.dtype)).astype(jnp.float32)
+        if not cfg.rcps:
+            return self.lm_head(hidden).astype(jnp.float32)
+        # RCPS head: one shared W; the RC half reads the complemented vocabulary rows.
+        D = cfg.embedding_dim
+        fwd = self.lm_head(hidden[..., :D])
+        kernel = self.lm_head.variables["params"]["kernel"].astype(hidden.dtype)
+        rc = jnp.flip(hidden[..., D:], -1) @ kernel[:, jnp.asarray(cfg.complement_map)]
+        return (fwd + rc).astype(jnp.float32)
+
+    def step(self, token, state, position=None):
+        """One decoding step: token (B,) int, state from ``zero_state`` / a forward pass."""
+        if self.config.rope != "none" and position is None:
+            raise ValueError("step() of a RoPE model needs the position of the token")
+        positions = None if position is None else jnp.asarray(position, jnp.int32)[:, None]
+        logits, state = self(token[:, None], positions, state, return_state=True)
+        return logits[:, 0], state
+
+
+class XLSTMClassifier(nn.Module):
+    """Sequence classifier over the headless backbone: tokens (B, S) -> class logits (B, num_classes).
+
+    ``pooling``: ``"mean"`` over non-padding positions (DNA-xLSTM averages over left padding too; we
+    exclude it on purpose), ``"first"`` or ``"last"`` non-padding position. ``padding_mask`` (B, S) is
+    True at real tokens (default: all). With ``config.rcps`` the two strands are pooled separately
+    and their logits averaged (PS). ``conjoin=True`` averages the logits of x and rc(x) (PH, for
+    evaluation; needs ``config.complement_map``).
+    """
+
+    config: XLSTMConfig
+    num_classes: int
+    pooling: str = "mean"
+
+    @nn.compact
+    def __call__(self, tokens, padding_mask=None, *, conjoin: bool = False):
+        cfg = self.config
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if padding_mask is None:
+            padding_mask = jnp.ones(tokens.shape, bool)
+        backbone = XLSTMBackbone(cfg, name="backbone")
+        head = nn.Dense(self.num_classes, dtype=jnp.float32, name="head")
+
+        def classify(toks, mask):
+            h = backbone(toks)
+            D = cfg.embedding_dim
+            if cfg.rcps:
+                strands = (h[..., :D], _flip_lc(h[..., D:]))
+                return sum(head(_pool(s, mask, self.pooling)) for s in strands) / 2
+            return head(_pool(h, mask, self.pooling))
+
+        logits = classify(tokens, padding_mask)
+        if conjoin:
+            if cfg.complement_map is None:
+                raise ValueError("conjoin=True needs config.complement_map")
+            rc_logits = classify(reverse_complement(tokens, cfg.complement_map), jnp.flip(padding_mask, 1))
+            logits = (logits + rc_logits) / 2
+        return logits
+
+
+def _pool(h, mask, pooling):
+    """h (B, S, D), mask (B, S) bool -> (B, D) float32."""
+    h = h.astype(jnp.float32)
+    if pooling == "mean":
+        w = mask.astype(jnp.float32)[..., None]
+        return jnp.sum(h * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
+    S = mask.shape[1]
+    idx = jnp.arange(S)
+    if pooling == "first":
+        pos = jnp.min(jnp.where(mask, idx, S - 1), axis=1)
+    else:
+        pos = jnp.max(jnp.where(mask, idx, 0), axis=1)
+    return jnp.take_along_axis(h, pos[:, None, None], axis=1)[:, 0]
