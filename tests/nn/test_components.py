@@ -102,3 +102,27 @@ def test_headwise_linear_init_std_and_errors():
     assert float(jnp.std(params["weight"])) == pytest.approx(math.sqrt(2 / 5 / 64), rel=0.05)
     with pytest.raises(ValueError, match="multiple of num_heads"):
         LinearHeadwiseExpand(num_heads=3).init(jax.random.key(0), jnp.zeros((1, 16)))
+
+
+def test_same_padding_conv_matches_torch():
+    """DNA-xLSTM's non-causal conv: torch Conv1d(padding="same", groups=D)."""
+    B, S, D, KS = 2, 11, 8, 4
+    x = RNG.normal(size=(B, S, D)).astype(np.float32)
+    ref = torch.nn.Conv1d(D, D, KS, padding="same", groups=D)
+    with torch.no_grad():
+        expected = ref(_t(x).transpose(1, 2)).transpose(1, 2).numpy()
+    params = {"kernel": jnp.asarray(ref.weight.detach().numpy()[:, 0, :].T), "bias": jnp.asarray(ref.bias.detach().numpy())}
+    y, state = DepthwiseConv1d(KS, causal=False).apply({"params": params}, x)
+    assert state is None
+    chex.assert_trees_all_close(y, expected, atol=1e-5)
+
+
+def test_conv_resets_drop_inputs_from_earlier_documents():
+    x = jnp.asarray(RNG.normal(size=(1, 10, 3)).astype(np.float32))
+    conv = DepthwiseConv1d(4)
+    params = conv.init(jax.random.key(0), x)
+    resets = jnp.zeros((1, 10), bool).at[0, 6].set(True)
+    packed, _ = conv.apply(params, x, resets=resets)
+    first, _ = conv.apply(params, x[:, :6])
+    second, _ = conv.apply(params, x[:, 6:])
+    chex.assert_trees_all_close(packed, jnp.concatenate([first, second], 1), atol=1e-6)

@@ -1,0 +1,42 @@
+"""``python -m bioxlstm_jax.convert SRC DST``: official PyTorch checkpoint -> orbax checkpoint + config.
+
+SRC (the format is detected from the files, or forced with ``--format``):
+  prot: a Prot-xLSTM model directory with ``config.json`` and ``pytorch_model.bin``.
+  dna:  a DNA-xLSTM Lightning ``.ckpt`` (``--model-config`` names its ``model_config.json``; default:
+        the ``model_config.json`` in the run directory above the checkpoint) or a run directory.
+  chem: a Chem-xLSTM ``epoch-XXX`` directory with ``model.pt``, and ``init_arguments.json`` there or
+        one level up; ``--n-heads`` is required (Chem-xLSTM stores 1).
+DST: a new directory with ``params/`` (orbax), ``config.json`` (``XLSTMConfig``) and, for chem, ``vocab.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bioxlstm_jax.convert.checkpoint import convert_checkpoint
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bioxlstm_jax.convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src", type=Path)
+    parser.add_argument("dst", type=Path)
+    parser.add_argument("--format", choices=["auto", "prot", "dna", "chem"], default="auto")
+    parser.add_argument("--model-config", type=Path, default=None, help="DNA-xLSTM model_config.json")
+    parser.add_argument("--n-heads", type=int, default=None, help="Chem-xLSTM number of heads (run name: _he{n})")
+    parser.add_argument("--slstm-layout", choices=["cuda", "vanilla"], default="cuda")
+    args = parser.parse_args(argv)
+    try:
+        cfg = convert_checkpoint(args.src, args.dst, fmt=args.format, model_config=args.model_config,
+                                 n_heads=args.n_heads, slstm_layout=args.slstm_layout)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.dst}: {cfg.num_blocks} blocks, d={cfg.embedding_dim}, vocab={cfg.vocab_size}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
