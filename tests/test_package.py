@@ -42,3 +42,20 @@ def test_readme_quick_start_has_two_commands_and_ci_runs_the_second():
 def test_pallas_kernels_imports_without_the_library():
     code = "import sys, pallas_kernels; assert 'bioxlstm_jax' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_public_model_api():
+    import bioxlstm_jax.convert
+    import bioxlstm_jax.nn
+    import bioxlstm_jax.presets
+
+    assert {"XLSTMLM", "XLSTMConfig", "XLSTMClassifier", "zero_state", "prefill", "reverse_complement"} <= set(
+        bioxlstm_jax.nn.__all__
+    )
+    assert set(bioxlstm_jax.presets.__all__) == {"names", "get"}
+    assert {"from_torch_xlstm", "convert_checkpoint", "load_converted"} <= set(bioxlstm_jax.convert.__all__)
+
+
+def test_nn_imports_no_torch():
+    code = "import sys, bioxlstm_jax.nn, bioxlstm_jax.presets, bioxlstm_jax.convert; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

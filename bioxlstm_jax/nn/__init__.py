@@ -12,6 +12,8 @@ from bioxlstm_jax.nn.model import (
     XLSTMBackbone,
     XLSTMBlock,
     XLSTMClassifier,
+    prefill,
+    rc_augment,
     reverse_complement,
     zero_state,
 )
@@ -32,6 +34,8 @@ __all__ = [
     "XLSTMConfig",
     "XLSTMLM",
     "apply_rope",
+    "prefill",
+    "rc_augment",
     "reverse_complement",
     "rope_angles",
     "zero_state",

@@ -33,7 +33,9 @@ __all__ = [
     "XLSTMLM",
     "XLSTMClassifier",
     "zero_state",
+    "prefill",
     "reverse_complement",
+    "rc_augment",
     "POOLINGS",
 ]
 
@@ -43,6 +45,12 @@ POOLINGS = ("mean", "first", "last")
 def reverse_complement(tokens: jax.Array, complement_map) -> jax.Array:
     """Reverse complement of token ids: (B, S) int -> (B, S), flipped in time, each id complemented."""
     return jnp.flip(jnp.asarray(complement_map, jnp.int32)[tokens], axis=1)
+
+
+def rc_augment(key: jax.Array, tokens: jax.Array, complement_map, p: float = 0.5) -> jax.Array:
+    """Replace each row of tokens (B, S) by its reverse complement with probability ``p``."""
+    flip = jax.random.bernoulli(key, p, (tokens.shape[0], 1))
+    return jnp.where(flip, reverse_complement(tokens, complement_map), tokens)
 
 
 def _flip_lc(x):
@@ -221,6 +229,39 @@ class XLSTMLM(nn.Module):
         positions = None if position is None else jnp.asarray(position, jnp.int32)[:, None]
         logits, state = self(token[:, None], positions, state, return_state=True)
         return logits[:, 0], state
+
+
+def prefill(model: XLSTMLM, params, tokens, positions=None, state=None, *, segment_length: int = 4096):
+    """Run a prompt of any length through a causal ``XLSTMLM`` in segments; memory is bounded by one
+    segment's activations and the recurrent state.
+
+    Args:
+      model, params: the language model and its params.
+      tokens: (B, S) int prompt; positions: (B, S) int (default ``arange(S)``); state: to continue from.
+      segment_length: tokens per forward pass (at most two shapes are compiled).
+    Returns:
+      (logits of the last prompt token (B, V) float32, state after the prompt).
+    """
+    B, S = tokens.shape
+    if S == 0:
+        raise ValueError("prefill needs at least one token")
+    if positions is None:
+        positions = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
+    if state is None:
+        state = zero_state(model.config, B)
+    run = _jitted_forward(model)
+    for start in range(0, S, segment_length):
+        end = min(start + segment_length, S)
+        logits, state = run(params, tokens[:, start:end], positions[:, start:end], state)
+    return logits[:, -1], state
+
+
+def _jitted_forward(model):
+    @jax.jit
+    def run(params, tokens, positions, state):
+        return model.apply({"params": params}, tokens, positions, state, return_state=True)
+
+    return run
 
 
 class XLSTMClassifier(nn.Module):

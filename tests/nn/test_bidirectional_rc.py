@@ -11,6 +11,7 @@ from bioxlstm_jax.nn import (
     XLSTMBlock,
     XLSTMClassifier,
     XLSTMConfig,
+    rc_augment,
     reverse_complement,
 )
 from bioxlstm_jax.nn.model import _pool
@@ -135,3 +136,13 @@ def test_non_causal_models_refuse_state():
     params = model.init(jax.random.key(0), tokens)["params"]
     with pytest.raises(ValueError, match="causal"):
         model.apply({"params": params}, tokens, return_state=True)
+
+
+def test_rc_augment_flips_about_half_the_rows():
+    tokens = jnp.tile(dna(9, B=1, S=16), (200, 1))
+    out = rc_augment(jax.random.key(0), tokens, COMP)
+    is_rc = jnp.all(out == reverse_complement(tokens, COMP), axis=1)
+    is_same = jnp.all(out == tokens, axis=1)
+    assert bool(jnp.all(is_rc | is_same))
+    assert 70 < int(jnp.sum(is_rc)) < 130
+    assert bool(jnp.all(rc_augment(jax.random.key(0), tokens, COMP, p=0.0) == tokens))

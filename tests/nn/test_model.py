@@ -10,15 +10,15 @@ import pytest
 import torch
 from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig
 
-from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig, apply_rope, rope_angles, zero_state
+from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig, apply_rope, prefill, rope_angles, zero_state
 from tests.helpers import assert_close_scaled
 
 V = 13
 
 
-def perturbed_params(model, tokens, seed=0, scale=0.3):
+def perturbed_params(model, *inputs, seed=0, scale=0.3):
     """init, then noise of scale/sqrt(fan-in) on every leaf: no zero gates, norms or recurrences."""
-    params = model.init(jax.random.key(seed), tokens)["params"]
+    params = model.init(jax.random.key(seed), *inputs)["params"]
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
     noisy = [
@@ -183,3 +183,12 @@ def test_bad_inputs_raise():
         XLSTMConfig(vocab_size=4, rcps=True)
     with pytest.raises(ValueError, match="slstm_at"):
         XLSTMConfig(vocab_size=4, num_blocks=2, slstm_at=(2,))
+
+
+def test_chunked_prefill_equals_one_pass():
+    model, tokens = XLSTMLM(MIXED), tokens_for(9, S=45)
+    params = perturbed_params(model, tokens)
+    full, full_state = model.apply({"params": params}, tokens, return_state=True)
+    last, state = prefill(model, params, tokens, segment_length=16)  # 16 + 16 + 13
+    assert_close_scaled(last, full[:, -1], 1e-5, "last logits")
+    chex.assert_trees_all_close(state, full_state, atol=1e-4, rtol=1e-4)
