@@ -15,6 +15,7 @@ Recurrent state: a tuple with one dict per block, ``{"mlstm": MLSTMState, "conv"
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -245,23 +246,21 @@ def prefill(model: XLSTMLM, params, tokens, positions=None, state=None, *, segme
     B, S = tokens.shape
     if S == 0:
         raise ValueError("prefill needs at least one token")
+    if segment_length < 1:
+        raise ValueError(f"segment_length must be >= 1, got {segment_length}")
     if positions is None:
         positions = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
     if state is None:
         state = zero_state(model.config, B)
-    run = _jitted_forward(model)
     for start in range(0, S, segment_length):
         end = min(start + segment_length, S)
-        logits, state = run(params, tokens[:, start:end], positions[:, start:end], state)
+        logits, state = _forward_with_state(model, params, tokens[:, start:end], positions[:, start:end], state)
     return logits[:, -1], state
 
 
-def _jitted_forward(model):
-    @jax.jit
-    def run(params, tokens, positions, state):
-        return model.apply({"params": params}, tokens, positions, state, return_state=True)
-
-    return run
+@functools.partial(jax.jit, static_argnums=0)
+def _forward_with_state(model, params, tokens, positions, state):
+    return model.apply({"params": params}, tokens, positions, state, return_state=True)
 
 
 class XLSTMClassifier(nn.Module):
