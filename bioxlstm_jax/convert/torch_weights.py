@@ -16,7 +16,6 @@ Every tensor of the state dict must be used and every parameter filled, or a Val
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Mapping
 
@@ -291,8 +290,3 @@ def from_torch_xlstm(torch_model, **config_changes):
         layout = tcfg["slstm_block"]["slstm"].get("backend", "cuda")
     params = params_from_state_dict(torch_model.state_dict(), cfg, slstm_layout=layout)
     return XLSTMLM(cfg), params
-
-
-def read_json(path) -> dict:
-    with open(path) as f:
-        return json.load(f)

@@ -59,10 +59,6 @@ def _flip_lc(x):
     return jnp.flip(x, axis=(1, 2))
 
 
-def _flip_t(x):
-    return None if x is None else jnp.flip(x, axis=1)
-
-
 def zero_state(config: XLSTMConfig, batch_size: int) -> tuple[dict[str, Any], ...]:
     """The state before the first token (all zeros), one dict per block."""
     cfg = config
