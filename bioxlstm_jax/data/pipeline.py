@@ -1,0 +1,96 @@
+"""grain pipelines from a random-access source of examples to fixed-shape ``(B, L)`` batches.
+
+Examples are dicts with a 1-D int ``tokens`` array (and optionally a same-length ``loss_mask``,
+and ``positions``). Batches are dicts of numpy arrays:
+
+* ``tokens`` (B, L) int32, padding = ``pad_id``;
+* ``segment_ids`` (B, L) int32: 1, 2, ... per packed example, 0 on padding (the model's mLSTM
+  ``resets`` and the loss's same-document rule come from it);
+* ``positions`` (B, L) int32: position within the example (or the example's own ``positions``);
+* ``loss_mask`` (B, L) float32 when the examples carry one.
+
+The pipeline is deterministic given ``seed`` and checkpointable mid-epoch: ``iter(ds).get_state()``
+/ ``set_state()`` (the trainer saves it with every checkpoint).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grain
+import numpy as np
+
+__all__ = ["lm_batches"]
+
+
+def _crop(example: dict, seq_len: int) -> dict:
+    out = {}
+    for k, v in example.items():
+        v = np.asarray(v)
+        if v.ndim != 1:
+            raise ValueError(f"example field {k!r} must be 1-D, got shape {v.shape}")
+        out[k] = v[:seq_len]
+    if "positions" not in out:
+        out["positions"] = np.arange(len(out["tokens"]), dtype=np.int32)
+    out["tokens"] = out["tokens"].astype(np.int32)
+    out["positions"] = out["positions"].astype(np.int32)
+    if "loss_mask" in out:
+        out["loss_mask"] = out["loss_mask"].astype(np.float32)
+    return out
+
+
+def _pad(example: dict, seq_len: int, pad_id: int) -> dict:
+    n = len(example["tokens"])
+    out = {}
+    for k, v in example.items():
+        fill = pad_id if k == "tokens" else 0
+        out[k] = np.concatenate([v, np.full(seq_len - n, fill, v.dtype)])
+    out["segment_ids"] = (np.arange(seq_len) < n).astype(np.int32)
+    return out
+
+
+def _rename_packed(batch: dict, pad_id: int) -> dict:
+    out = {k: v for k, v in batch.items() if not k.endswith(("_segment_ids", "_positions"))}
+    out["segment_ids"] = batch["tokens_segment_ids"].astype(np.int32)
+    if pad_id:
+        out["tokens"] = np.where(out["segment_ids"] > 0, out["tokens"], pad_id).astype(np.int32)
+    return out
+
+
+def lm_batches(source: Sequence[Any], *, batch_size: int, seq_len: int, seed: int = 0,
+               transform: Callable[[Any, np.random.Generator], dict] | None = None, shard_index: int = 0,
+               shard_count: int = 1, shuffle: bool = True, num_epochs: int | None = None, pack: bool = True,
+               pad_id: int = 0, prefetch: int = 2) -> grain.IterDataset:
+    """Batches of ``batch_size`` rows of length ``seq_len`` from ``source`` (``len`` and ``[i]``).
+
+    This process reads examples ``shard_index::shard_count``, shuffled with ``seed`` (a new order per
+    epoch), repeated ``num_epochs`` times (None: forever). ``transform(record, rng)`` turns a source
+    record into an example (its ``rng`` is seeded per record and epoch, so augmentations replay
+    exactly on resume). Longer examples are cropped to ``seq_len``. ``pack=True`` fills rows with
+    several examples (first fit), else one padded example per row.
+    """
+    if len(source) < shard_count:
+        raise ValueError(f"the source has {len(source)} records, fewer than the {shard_count} shards")
+    ds = grain.MapDataset.source(source)[shard_index::shard_count]
+    if shuffle:
+        ds = ds.shuffle(seed=seed)
+    ds = ds.repeat(num_epochs)
+    if transform is not None:
+        ds = ds.random_map(transform, seed=seed)
+    ds = ds.map(lambda ex: _crop(ex, seq_len)).to_iter_dataset()
+    if pack:
+        first = _crop(transform(source[0], np.random.default_rng(0)) if transform else source[0], seq_len)
+        lengths = {k: seq_len for k in first if k != "positions"}
+        ds = grain.experimental.FirstFitPackIterDataset(ds.map(lambda ex: {k: v for k, v in ex.items()
+                                                                          if k != "positions"} | {"pos": ex["positions"]}),
+                                                        length_struct=lengths | {"pos": seq_len},
+                                                        num_packing_bins=batch_size, seed=seed)
+        ds = ds.batch(batch_size, drop_remainder=True).map(lambda b: _rename_packed(
+            {k: v for k, v in b.items() if not k.startswith("pos")} | {"positions": b["pos"].astype(np.int32)},
+            pad_id))
+    else:
+        ds = ds.map(lambda ex: _pad(ex, seq_len, pad_id)).batch(batch_size, drop_remainder=True)
+    if prefetch:
+        ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch)
+    return ds

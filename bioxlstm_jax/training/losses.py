@@ -1,0 +1,59 @@
+"""Losses as sums over a batch, so that means over devices and micro-batches are exact.
+
+Each function returns a dict of float32 sums: ``loss`` (summed cross-entropy), ``weight`` (number of
+counted targets), ``correct`` (argmax hits). ``summarize`` turns accumulated sums into
+loss / perplexity / accuracy.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = ["causal_lm_sums", "masked_lm_sums", "classification_sums", "summarize", "segment_resets"]
+
+
+def _sums(logits, targets, weights):
+    logits = logits.astype(jnp.float32)
+    weights = weights.astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+    return {"loss": jnp.sum(ce * weights), "weight": jnp.sum(weights), "correct": jnp.sum(correct * weights)}
+
+
+def segment_resets(segment_ids: jax.Array) -> jax.Array:
+    """(B, L) segment ids -> (B, L) bool, True where a new packed document starts (mLSTM ``resets``)."""
+    prev = jnp.pad(segment_ids[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+    return (segment_ids != prev) & (jnp.arange(segment_ids.shape[1]) > 0)
+
+
+def causal_lm_sums(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array | None = None,
+                   segment_ids: jax.Array | None = None) -> dict[str, jax.Array]:
+    """Next-token cross-entropy. logits (B, L, V) at position t predict tokens[t + 1].
+
+    A target counts when ``loss_mask`` is set at its position (default: everywhere) and, in packed
+    batches, when it is in the same non-padding segment (id > 0) as its context token.
+    """
+    weights = jnp.ones(tokens[:, 1:].shape, jnp.float32) if loss_mask is None else loss_mask[:, 1:]
+    if segment_ids is not None:
+        weights = weights * ((segment_ids[:, 1:] == segment_ids[:, :-1]) & (segment_ids[:, 1:] > 0))
+    return _sums(logits[:, :-1], tokens[:, 1:], weights)
+
+
+def masked_lm_sums(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array) -> dict[str, jax.Array]:
+    """Cross-entropy at masked positions only. logits (B, L, V), targets and loss_mask (B, L)."""
+    return _sums(logits, targets, loss_mask)
+
+
+def classification_sums(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+    """Cross-entropy of (B, C) logits against (B,) integer labels."""
+    return _sums(logits, labels, jnp.ones(labels.shape, jnp.float32))
+
+
+def summarize(sums: dict) -> dict[str, float]:
+    """Accumulated sums -> {loss, perplexity, accuracy} (means over counted targets)."""
+    w = max(float(sums["weight"]), 1.0)
+    loss = float(sums["loss"]) / w
+    out = {"loss": loss, "perplexity": float(jnp.exp(min(loss, 80.0))), "accuracy": float(sums["correct"]) / w}
+    return out

@@ -1,0 +1,296 @@
+"""The one training loop every experiment calls: ``train(config, workdir, task)``.
+
+The config (``base_config()`` plus the experiment's own fields) fixes the optimizer, mesh, batch,
+logging and checkpointing; the ``Task`` supplies the model's init and loss and the data. Runs are
+resumed from ``workdir``: re-running the same command continues from the latest checkpoint with the
+same parameters, optimizer state, RNG and data position, so the result equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import signal
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from bioxlstm_jax.training import losses
+from bioxlstm_jax.training.checkpoints import Checkpoints
+from bioxlstm_jax.training.logger import MetricLogger, plot_curves
+from bioxlstm_jax.training.mesh import batch_sharding, global_batch, make_mesh, param_shardings
+from bioxlstm_jax.training.optim import make_optimizer
+
+__all__ = ["TrainState", "Task", "base_config", "train", "make_train_step", "make_eval_step", "init_state"]
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Trainer fields shared by every experiment (experiments add model and data fields)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.steps = 1000
+    c.batch_size = 8  # global sequences per optimizer step (all devices, all micro-batches)
+    c.grad_accum = 1  # micro-batches per step; batch_size must divide by grad_accum x devices
+    c.eval_batch_size = 8
+    c.eval_every = 100  # 0 = never
+    c.eval_steps = 10  # batches per evaluation
+    c.log_every = 10
+    c.checkpoint_every = 100
+    c.keep_checkpoints = 3
+    c.async_checkpoint = True
+    c.best_metric = "eval/loss"  # "" = no best-checkpoint
+    c.optimizer = ml_collections.ConfigDict(dict(
+        name="adamw", lr=6e-4, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, weight_decay_exclude="", clip_norm=1.0,
+        schedule="constant", warmup_steps=500, warmup_init_lr=0.0, min_lr=1e-4))
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+    c.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=0, process_id=-1))
+    c.progress = True
+    return c
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 scalar: optimizer steps done
+    params: Any  # float32 parameter tree
+    opt_state: Any
+    rng: jax.Array  # uint32 (2,) key, split once per step
+    nonfinite_step: jax.Array  # int32: first step whose loss or gradient was not finite, -1 if none
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What an experiment gives ``train``.
+
+    init: ``(rng, batch) -> params``.
+    loss: ``(params, batch, rng) -> sums`` with at least ``loss`` (summed, not averaged) and
+      ``weight`` (how many targets it sums over); see ``bioxlstm_jax.training.losses``.
+    train_data: ``(local_batch_size, shard_index, shard_count) -> grain.IterDataset`` of numpy batch
+      dicts (leading dim = local batch), endless, deterministic and checkpointable.
+    eval_data: same signature, a finite iterable of batches (a fresh pass per evaluation), or None.
+    """
+
+    init: Callable[[jax.Array, dict], Any]
+    loss: Callable[[Any, dict, jax.Array], dict]
+    train_data: Callable[[int, int, int], Any]
+    eval_data: Callable[[int, int, int], Iterable[dict]] | None = None
+
+
+def init_state(task: Task, optimizer: optax.GradientTransformation, seed: int, batch: dict) -> TrainState:
+    init_rng, rng = jax.random.split(jax.random.PRNGKey(seed))
+    params = task.init(init_rng, batch)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), rng=rng,
+                      nonfinite_step=jnp.full((), -1, jnp.int32))
+
+
+def _tree_add(a, b):
+    return jax.tree.map(jnp.add, a, b)
+
+
+def make_train_step(task: Task, optimizer, schedule, grad_accum: int = 1):
+    """``(state, batch) -> (state, metrics)``. The batch splits into ``grad_accum`` micro-batches
+    (rows ``j::grad_accum``); gradients are summed over them and divided by the total target count,
+    so the update equals one step on the whole batch. A non-finite loss or gradient leaves params and
+    optimizer state unchanged and records the step in ``nonfinite_step``."""
+
+    def step_fn(state: TrainState, batch):
+        rng, step_rng = jax.random.split(state.rng)
+
+        def grads_of(mb, k):
+            def f(p):
+                sums = task.loss(p, mb, jax.random.fold_in(step_rng, k))
+                return sums["loss"], sums
+
+            (_, sums), g = jax.value_and_grad(f, has_aux=True)(state.params)
+            return g, sums
+
+        if grad_accum == 1:
+            grads, sums = grads_of(batch, 0)
+        else:
+            micro = jax.tree.map(
+                lambda x: jnp.moveaxis(x.reshape(x.shape[0] // grad_accum, grad_accum, *x.shape[1:]), 1, 0), batch)
+            zero = jax.eval_shape(grads_of, jax.tree.map(lambda x: x[0], micro), 0)
+            zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
+
+            def body(carry, xs):
+                mb, k = xs
+                return _tree_add(carry, grads_of(mb, k)), None
+
+            (grads, sums), _ = jax.lax.scan(body, zero, (micro, jnp.arange(grad_accum)))
+        grads = jax.tree.map(lambda g: g / jnp.maximum(sums["weight"], 1.0), grads)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(sums["loss"]) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)  # noqa: E731
+        new_state = TrainState(
+            step=state.step + 1, params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state),
+            rng=rng, nonfinite_step=jnp.where(~finite & (state.nonfinite_step < 0), state.step, state.nonfinite_step))
+        metrics = {**sums, "grad_norm": grad_norm, "lr": schedule(state.step)}
+        return new_state, metrics
+
+    return step_fn
+
+
+def make_eval_step(task: Task):
+    def eval_fn(params, batch):
+        return task.loss(params, batch, jax.random.PRNGKey(0))
+
+    return eval_fn
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT set a flag; the loop saves a checkpoint and returns at the next step."""
+
+    def __init__(self):
+        self.signal = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a notebook worker): no handler
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _check_batch(config, n_devices: int, n_processes: int) -> None:
+    for name, size, accum in (("batch_size", config.batch_size, config.grad_accum),
+                              ("eval_batch_size", config.eval_batch_size, 1)):
+        if size % (accum * n_devices) or size % n_processes:
+            raise ValueError(f"config.{name}={size} must be a multiple of grad_accum x devices = "
+                             f"{accum} x {n_devices}")
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mesh | None = None) -> TrainState:
+    """Trains ``task`` for ``config.steps`` optimizer steps in ``workdir``; returns the final state.
+
+    Writes ``config.json``, ``metrics.jsonl`` (``train/loss``, ``train/perplexity``,
+    ``train/accuracy``, ``train/grad_norm``, ``train/lr``, ``train/tokens_per_s``, ``eval/...``),
+    ``tensorboard/``, ``curves.png``, ``checkpoints/`` and ``best/``. Raises ``FloatingPointError``
+    when a step's loss or gradient is not finite (the last good checkpoint stays the latest).
+    ``mesh`` (default: ``config.mesh`` over every device) may be any ``(data, fsdp)`` mesh.
+    """
+    workdir = Path(workdir)
+    mesh = mesh or make_mesh(config.mesh.data, config.mesh.fsdp)
+    n_proc, proc = jax.process_count(), jax.process_index()
+    _check_batch(config, mesh.size, n_proc)
+    primary = proc == 0
+    if primary:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "config.json").write_text(config.to_json(indent=2))
+
+    optimizer, schedule = make_optimizer(config.optimizer, config.steps)
+    local_batch = config.batch_size // n_proc
+    example = next(iter(task.train_data(local_batch, proc, n_proc)))
+    abstract = jax.eval_shape(lambda b: init_state(task, optimizer, config.seed, b), example)
+    state_sharding = param_shardings(abstract, mesh)
+    batch_shard = jax.tree.map(lambda x: batch_sharding(mesh, np.ndim(x)), example)
+    train_step = jax.jit(make_train_step(task, optimizer, schedule, config.grad_accum),
+                         in_shardings=(state_sharding, batch_shard), out_shardings=(state_sharding, None),
+                         donate_argnums=0)
+    eval_step = jax.jit(make_eval_step(task), in_shardings=(state_sharding.params, None))
+
+    data_iter = iter(task.train_data(local_batch, proc, n_proc))
+    ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoint,
+                       best_metric=config.best_metric or None)
+    start = ckpt.latest_step()
+    if start is None:
+        state = jax.jit(lambda b: init_state(task, optimizer, config.seed, b), out_shardings=state_sharding)(
+            global_batch(example, mesh))
+        start = 0
+    else:
+        abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                        abstract, state_sharding)
+        state = ckpt.restore(start, abstract_sharded, data_iter)
+    config_dict = json.loads(config.to_json())
+    logger = MetricLogger(workdir, start_step=start, enabled=primary)
+    tokens_per_step = int(np.prod(np.shape(example["tokens"]))) * n_proc if "tokens" in example else 0
+
+    def check_finite(state):
+        bad = int(state.nonfinite_step)
+        if bad >= 0:
+            last = ckpt.latest_step()
+            raise FloatingPointError(
+                f"non-finite loss or gradient at step {bad + 1}; stopped without saving. The last good "
+                f"checkpoint is step {last} in {workdir / 'checkpoints'}" if last is not None else
+                f"non-finite loss or gradient at step {bad + 1}; stopped before any checkpoint was saved")
+
+    def evaluate(step, params):
+        sums = None
+        batches = itertools.islice(task.eval_data(config.eval_batch_size // n_proc, proc, n_proc), config.eval_steps)
+        for b in batches:
+            out = eval_step(params, global_batch(b, mesh))
+            sums = out if sums is None else _tree_add(sums, out)
+        if sums is None:
+            raise ValueError("eval_data yielded no batches")
+        metrics = {f"eval/{k}": v for k, v in losses.summarize(jax.device_get(sums)).items()}
+        logger.write(step, metrics)
+        ckpt.save_best(step, params, metrics)
+        if primary:
+            plot_curves(workdir)
+        return metrics
+
+    bar = None
+    if primary and config.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    acc, acc_steps, t_last = None, 0, time.perf_counter()
+    try:
+        with _StopRequest() as stop:
+            for step in range(start + 1, config.steps + 1):
+                state, metrics = train_step(state, global_batch(next(data_iter), mesh))
+                acc = metrics if acc is None else _tree_add(acc, metrics)
+                acc_steps += 1
+                last = step == config.steps
+                if step % config.log_every == 0 or last:
+                    check_finite(state)
+                    host = jax.device_get(acc)
+                    now = time.perf_counter()
+                    record = {f"train/{k}": v for k, v in losses.summarize(host).items()}
+                    record["train/grad_norm"] = float(host["grad_norm"]) / acc_steps
+                    record["train/lr"] = float(metrics["lr"])
+                    record["train/tokens_per_s"] = tokens_per_step * acc_steps / (now - t_last)
+                    logger.write(step, record)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{record['train/loss']:.4f}",
+                                        tok_s=f"{record['train/tokens_per_s']:.3g}")
+                    acc, acc_steps, t_last = None, 0, time.perf_counter()
+                if task.eval_data is not None and config.eval_every and (step % config.eval_every == 0 or last):
+                    evaluate(step, state.params)
+                if step % config.checkpoint_every == 0 or last or stop.signal:
+                    check_finite(state)
+                    ckpt.save(step, state, data_iter, config_dict)
+                if bar is not None:
+                    bar.update(1)
+                if stop.signal:
+                    if bar is not None:
+                        bar.write(f"{stop.signal}: saved step {step} to {workdir / 'checkpoints'}; exiting")
+                    break
+    finally:
+        ckpt.wait()
+        ckpt.close()
+        logger.close()
+        if bar is not None:
+            bar.close()
+    if primary:
+        plot_curves(workdir)
+    return state

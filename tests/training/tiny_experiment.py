@@ -1,0 +1,65 @@
+"""A tiny causal-LM experiment on real protein sequences, run by the training tests as a command.
+
+    python tests/training/tiny_experiment.py --workdir DIR [--config.key=value ...]
+"""
+
+import gzip
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from bioxlstm_jax.data import lm_batches
+from bioxlstm_jax.nn import XLSTMConfig, XLSTMLM
+from bioxlstm_jax.training import base_config, causal_lm_task
+from bioxlstm_jax.training.cli import run
+
+FASTA = Path(__file__).resolve().parents[3] / "shared/data/protein/sequences/mmseqs2_example_DB_uniprot20k.fasta.gz"
+ALPHABET = "ACDEFGHIKLMNPQRSTVWYXBZUO"
+
+
+def sequences(n: int) -> list[np.ndarray]:
+    """The first n sequences, as ids 1..25 (0 = padding)."""
+    lookup = {c: i + 1 for i, c in enumerate(ALPHABET)}
+    out, cur = [], []
+    with gzip.open(FASTA, "rt") as f:
+        for line in f:
+            if line.startswith(">"):
+                if cur:
+                    out.append(np.array([lookup[c] for c in "".join(cur)], np.int32))
+                    if len(out) == n:
+                        break
+                cur = []
+            else:
+                cur.append(line.strip())
+    return out
+
+
+def get_config():
+    c = base_config()
+    c.steps, c.batch_size, c.eval_batch_size = 6, 8, 8
+    c.log_every, c.eval_every, c.eval_steps, c.checkpoint_every = 1, 3, 1, 2
+    c.seq_len = 32
+    c.num_sequences = 64
+    c.model = ml_collections.ConfigDict(dict(vocab_size=26, embedding_dim=16, num_blocks=2, mlstm_num_heads=2,
+                                             chunk_size=8, context_length=32))
+    c.optimizer.warmup_steps = 2
+    c.optimizer.lr = 3e-3
+    c.progress = False
+    return c
+
+
+def build_task(c):
+    seqs = [{"tokens": s} for s in sequences(c.num_sequences)]
+    train_src, eval_src = seqs[: len(seqs) * 3 // 4], seqs[len(seqs) * 3 // 4:]
+    return causal_lm_task(
+        XLSTMLM(XLSTMConfig(**c.model)),
+        lambda b, i, n: lm_batches(train_src, batch_size=b, seq_len=c.seq_len, seed=c.seed, shard_index=i,
+                                   shard_count=n),
+        lambda b, i, n: lm_batches(eval_src, batch_size=b, seq_len=c.seq_len, shuffle=False, num_epochs=1,
+                                   shard_index=i, shard_count=n))
+
+
+if __name__ == "__main__":
+    sys.exit(run(get_config, build_task, "runs/tiny"))
