@@ -52,7 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer = ml_collections.ConfigDict(dict(
         name="adamw", lr=6e-4, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, weight_decay_exclude="", clip_norm=1.0,
         schedule="constant", warmup_steps=500, warmup_init_lr=0.0, min_lr=1e-4))
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, fsdp_min_size=2**14))  # see mesh.param_shardings
     c.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=0, process_id=-1))
     c.progress = True
     return c
@@ -127,7 +127,7 @@ def make_train_step(task: Task, optimizer, schedule, grad_accum: int = 1):
 
             (grads, sums), _ = jax.lax.scan(body, zero, (micro, jnp.arange(grad_accum)))
         grads = jax.tree.map(lambda g: g / jnp.maximum(sums["weight"], 1.0), grads)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(sums["loss"]) & jnp.isfinite(grad_norm)
@@ -201,7 +201,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
     local_batch = config.batch_size // n_proc
     example = next(iter(task.train_data(local_batch, proc, n_proc)))
     abstract = jax.eval_shape(lambda b: init_state(task, optimizer, config.seed, b), example)
-    state_sharding = param_shardings(abstract, mesh)
+    state_sharding = param_shardings(abstract, mesh, config.mesh.fsdp_min_size)
     batch_shard = jax.tree.map(lambda x: batch_sharding(mesh, np.ndim(x)), example)
     train_step = jax.jit(make_train_step(task, optimizer, schedule, config.grad_accum),
                          in_shardings=(state_sharding, batch_shard), out_shardings=(state_sharding, None),

@@ -1,0 +1,157 @@
+"""The training loop: data parallelism and FSDP are exact, resume is exact, the NaN guard, outputs."""
+
+import json
+import struct
+
+import chex
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bioxlstm_jax.training import Task, causal_lm_task, make_mesh, train
+from bioxlstm_jax.training.logger import read_metrics
+from bioxlstm_jax.training.trainer import init_state
+from bioxlstm_jax.training.optim import make_optimizer
+from tests.training import tiny_experiment
+
+
+def tiny(**changes):
+    c = tiny_experiment.get_config()
+    c.checkpoint_every, c.eval_every = 3, 3
+    c.async_checkpoint = False
+    c.mesh.fsdp_min_size = 64
+    c.update_from_flattened_dict(changes)
+    return c
+
+
+def params_of(state):
+    return jax.tree.map(np.asarray, jax.device_get(state.params))
+
+
+def assert_params_close(a, b, rtol):
+    """||a - b|| <= rtol ||b|| over the whole tree, and <= 10 rtol per tensor (tensors that start
+    at zero, like the input-gate weights, hold only accumulated float32 gradient sums, whose
+    reduction order differs between meshes)."""
+    chex.assert_trees_all_equal_shapes(a, b)
+    diff = lambda x, y: np.sum((np.asarray(x, np.float64) - y) ** 2)  # noqa: E731
+    sq = lambda y: np.sum(np.asarray(y, np.float64) ** 2)  # noqa: E731
+    total = np.sqrt(sum(diff(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
+    assert total <= rtol * np.sqrt(sum(sq(y) for y in jax.tree.leaves(b))), total
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)):
+        err = np.sqrt(diff(x, y) / max(sq(y), 1e-60))
+        assert err <= 10 * rtol, f"{jax.tree_util.keystr(path)}: relative error {err:.2e} > {10 * rtol:.0e}"
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_data_parallel_equals_single_device(tmp_path, name):
+    c = tiny(**{"optimizer.name": name, "steps": 3, "grad_accum": 1})
+    task = tiny_experiment.build_task(c)
+    one = train(c, tmp_path / "one", task, mesh=make_mesh(devices=jax.devices()[:1]))
+    eight = train(c, tmp_path / "eight", task, mesh=make_mesh(data=8))
+    start = init_state(task, make_optimizer(c.optimizer, c.steps)[0], c.seed,
+                       next(iter(task.train_data(c.batch_size, 0, 1))))
+    # the run moved the parameters far more than the tolerance
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in
+               zip(jax.tree.leaves(params_of(one)), jax.tree.leaves(start.params))) > 1e-4
+    assert_params_close(params_of(eight), params_of(one), 1e-6)
+
+
+def test_fsdp_and_grad_accum_equal_data_parallel(tmp_path):
+    c = tiny(steps=3)
+    task = tiny_experiment.build_task(c)
+    dp = train(c, tmp_path / "dp", task, mesh=make_mesh(data=8))
+    fsdp = train(c, tmp_path / "fsdp", task, mesh=make_mesh(data=2, fsdp=4))
+    sharded = [x.sharding.spec for x in jax.tree.leaves(fsdp.params) if "fsdp" in str(x.sharding.spec)]
+    assert sharded, "no parameter was split over the fsdp axis"
+    assert_params_close(params_of(fsdp), params_of(dp), 1e-6)
+    c2 = tiny(steps=3, grad_accum=2, batch_size=16, **{"mesh.data": 8})
+    c1 = tiny(steps=3, grad_accum=1, batch_size=16)
+    task16 = tiny_experiment.build_task(c1)
+    acc = train(c2, tmp_path / "acc", task16, mesh=make_mesh(data=8))
+    full = train(c1, tmp_path / "full", task16, mesh=make_mesh(data=8))
+    assert_params_close(params_of(acc), params_of(full), 1e-5)
+
+
+def test_resume_into_another_mesh_equals_uninterrupted(tmp_path):
+    c = tiny(steps=6)
+    task = tiny_experiment.build_task(c)
+    full = train(c, tmp_path / "full", task, mesh=make_mesh(data=8))
+    train(tiny(steps=3), tmp_path / "split", task, mesh=make_mesh(data=8))
+    resumed = train(c, tmp_path / "split", task, mesh=make_mesh(data=2, fsdp=4))
+    assert int(resumed.step) == 6
+    assert_params_close(params_of(resumed), params_of(full), 1e-5)
+    losses = lambda d: [(r["step"], r["train/loss"]) for r in read_metrics(d / "metrics.jsonl") if "train/loss" in r]  # noqa: E731
+    np.testing.assert_allclose(np.array(losses(tmp_path / "split")), np.array(losses(tmp_path / "full")), rtol=1e-5)
+
+
+def poisoned_task(nan_from: int) -> Task:
+    """Batches carry the step number; from ``nan_from`` on the loss is NaN."""
+    c = tiny()
+    base = tiny_experiment.build_task(c)
+
+    def data(b, i, n):
+        src = grain.MapDataset.range(10_000).map(
+            lambda s: {"tokens": np.full((b, 8), 1 + s % 20, np.int32), "step": np.full((b,), s + 1, np.int32)})
+        return src.to_iter_dataset()
+
+    def loss(params, batch, rng):
+        sums = base.loss(params, batch, rng)
+        return {**sums, "loss": jnp.where(batch["step"][0] >= nan_from, jnp.nan, sums["loss"])}
+
+    return Task(init=base.init, loss=loss, train_data=data)
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+    c = tiny(steps=12, log_every=5, checkpoint_every=2)
+    with pytest.raises(FloatingPointError, match=r"step 7;.*last good checkpoint is step 6"):
+        train(c, tmp_path, poisoned_task(nan_from=7), mesh=make_mesh(data=8))
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())[-1] == 6
+    # the saved state is finite
+    import orbax.checkpoint as ocp
+
+    saved = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / "6" / "state")
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(saved["params"]))
+
+
+def read_tensorboard_scalars(logdir):
+    """tag -> [(step, value)] from the TFRecord event files (tensorboardX's own protobuf)."""
+    from tensorboardX.proto import event_pb2
+
+    out = {}
+    for path in sorted(logdir.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 12 + length + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_outputs_metrics_tensorboard_plot_config(tmp_path):
+    c = tiny(steps=4, eval_every=2, log_every=2)
+    train(c, tmp_path, tiny_experiment.build_task(c), mesh=make_mesh(data=8))
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    train_steps = [r["step"] for r in records if "train/loss" in r]
+    assert train_steps == [2, 4]
+    assert [r["step"] for r in records if "eval/loss" in r] == [2, 4]
+    for r in records:
+        if "train/loss" in r:
+            assert np.isfinite(r["train/loss"]) and r["train/tokens_per_s"] > 0
+            np.testing.assert_allclose(r["train/perplexity"], np.exp(r["train/loss"]), rtol=1e-5)
+    scalars = read_tensorboard_scalars(tmp_path / "tensorboard")
+    np.testing.assert_allclose([v for _, v in scalars["train/loss"]],
+                               [r["train/loss"] for r in records if "train/loss" in r], rtol=1e-6)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 4
+    assert (tmp_path / "best").is_dir()
+
+
+def test_bad_batch_size_is_a_clear_error(tmp_path):
+    c = tiny(batch_size=12)
+    with pytest.raises(ValueError, match="batch_size=12 must be a multiple of grad_accum x devices = 1 x 8"):
+        train(c, tmp_path, tiny_experiment.build_task(c), mesh=make_mesh(data=8))
