@@ -58,38 +58,52 @@ def _rename_packed(batch: dict, pad_id: int) -> dict:
     return out
 
 
+def _rows_of_global_batches(ds: grain.MapDataset, rows: int, shard_index: int, shard_count: int):
+    """Example j of this process = row ``shard_index * rows + j % rows`` of global batch ``j // rows``."""
+    global_rows = rows * shard_count
+    n = len(ds) // global_rows * rows
+
+    def pick(j):
+        return ds[(j // rows) * global_rows + shard_index * rows + j % rows]
+
+    return grain.MapDataset.range(n).map(pick)
+
+
 def lm_batches(source: Sequence[Any], *, batch_size: int, seq_len: int, seed: int = 0,
                transform: Callable[[Any, np.random.Generator], dict] | None = None, shard_index: int = 0,
                shard_count: int = 1, shuffle: bool = True, num_epochs: int | None = None, pack: bool = True,
                pad_id: int = 0, prefetch: int = 2) -> grain.IterDataset:
     """Batches of ``batch_size`` rows of length ``seq_len`` from ``source`` (``len`` and ``[i]``).
 
-    This process reads examples ``shard_index::shard_count``, shuffled with ``seed`` (a new order per
-    epoch), repeated ``num_epochs`` times (None: forever). ``transform(record, rng)`` turns a source
-    record into an example (its ``rng`` is seeded per record and epoch, so augmentations replay
-    exactly on resume). Longer examples are cropped to ``seq_len``. ``pack=True`` fills rows with
-    several examples (first fit), else one padded example per row.
+    The global example order is ``source`` shuffled with ``seed`` (a new order per epoch) and
+    repeated ``num_epochs`` times (None: forever); ``transform(record, rng)`` turns a record into an
+    example with an ``rng`` seeded by its global position (augmentations replay exactly on resume).
+    Longer examples are cropped to ``seq_len``.
+
+    ``batch_size`` is this process's share; process ``shard_index`` of ``shard_count`` reads:
+      * ``pack=False`` (one padded example per row): its block of rows of each global batch of
+        ``batch_size * shard_count`` examples, so the global batches do not depend on the number of
+        processes (two processes x 4 devices train exactly like one x 8);
+      * ``pack=True`` (first-fit packing of several examples per row): every ``shard_count``-th
+        example, packed locally; the rows then depend on the number of processes.
     """
     if len(source) < shard_count:
         raise ValueError(f"the source has {len(source)} records, fewer than the {shard_count} shards")
-    ds = grain.MapDataset.source(source)[shard_index::shard_count]
+    ds = grain.MapDataset.source(source)
     if shuffle:
         ds = ds.shuffle(seed=seed)
     ds = ds.repeat(num_epochs)
     if transform is not None:
         ds = ds.random_map(transform, seed=seed)
-    ds = ds.map(lambda ex: _crop(ex, seq_len)).to_iter_dataset()
+    ds = ds.map(lambda ex: _crop(ex, seq_len))
     if pack:
-        first = _crop(transform(source[0], np.random.default_rng(0)) if transform else source[0], seq_len)
-        lengths = {k: seq_len for k in first if k != "positions"}
-        ds = grain.experimental.FirstFitPackIterDataset(ds.map(lambda ex: {k: v for k, v in ex.items()
-                                                                          if k != "positions"} | {"pos": ex["positions"]}),
-                                                        length_struct=lengths | {"pos": seq_len},
-                                                        num_packing_bins=batch_size, seed=seed)
-        ds = ds.batch(batch_size, drop_remainder=True).map(lambda b: _rename_packed(
-            {k: v for k, v in b.items() if not k.startswith("pos")} | {"positions": b["pos"].astype(np.int32)},
-            pad_id))
+        keys = _crop(transform(source[0], np.random.default_rng(0)) if transform else source[0], seq_len)
+        ds = grain.experimental.FirstFitPackIterDataset(
+            ds[shard_index::shard_count].to_iter_dataset(), length_struct={k: seq_len for k in keys},
+            num_packing_bins=batch_size, seed=seed)
+        ds = ds.batch(batch_size, drop_remainder=True).map(lambda b: _rename_packed(b, pad_id))
     else:
+        ds = _rows_of_global_batches(ds, batch_size, shard_index, shard_count).to_iter_dataset()
         ds = ds.map(lambda ex: _pad(ex, seq_len, pad_id)).batch(batch_size, drop_remainder=True)
     if prefetch:
         ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch)

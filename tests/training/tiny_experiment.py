@@ -5,6 +5,7 @@
 
 import gzip
 import sys
+import time
 from pathlib import Path
 
 import ml_collections
@@ -42,9 +43,11 @@ def get_config():
     c.log_every, c.eval_every, c.eval_steps, c.checkpoint_every = 1, 3, 1, 2
     c.seq_len = 32
     c.num_sequences = 64
+    c.pack = True
     c.model = ml_collections.ConfigDict(dict(vocab_size=26, embedding_dim=16, num_blocks=2, mlstm_num_heads=2,
                                              chunk_size=8, context_length=32))
     c.optimizer.warmup_steps = 2
+    c.seconds_per_batch = 0.0  # > 0 slows the data down, so tests can interrupt a run mid-way
     c.optimizer.lr = 3e-3
     c.progress = False
     return c
@@ -53,10 +56,14 @@ def get_config():
 def build_task(c):
     seqs = [{"tokens": s} for s in sequences(c.num_sequences)]
     train_src, eval_src = seqs[: len(seqs) * 3 // 4], seqs[len(seqs) * 3 // 4:]
+
+    def train_data(b, i, n):
+        ds = lm_batches(train_src, batch_size=b, seq_len=c.seq_len, seed=c.seed, shard_index=i, shard_count=n,
+                        pack=c.pack)
+        return ds.map(lambda batch: time.sleep(c.seconds_per_batch) or batch) if c.seconds_per_batch else ds
+
     return causal_lm_task(
-        XLSTMLM(XLSTMConfig(**c.model)),
-        lambda b, i, n: lm_batches(train_src, batch_size=b, seq_len=c.seq_len, seed=c.seed, shard_index=i,
-                                   shard_count=n),
+        XLSTMLM(XLSTMConfig(**c.model)), train_data,
         lambda b, i, n: lm_batches(eval_src, batch_size=b, seq_len=c.seq_len, shuffle=False, num_epochs=1,
                                    shard_index=i, shard_count=n))
 
