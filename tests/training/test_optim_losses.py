@@ -22,7 +22,8 @@ def opt(**changes):
 def test_constant_schedule_is_hf_constant_with_warmup():
     sched = make_schedule(opt(lr=6e-4, warmup_steps=500), 10_000)
     for step in [0, 1, 250, 499, 500, 501, 9999]:
-        np.testing.assert_allclose(float(sched(step)), 6e-4 * min(1.0, step / 500), rtol=1e-6)
+        # optax interpolates as end + (init - end)(1 - t / T): float32 cancellation, ~4e-11 absolute
+        np.testing.assert_allclose(float(sched(step)), 6e-4 * min(1.0, step / 500), rtol=1e-6, atol=1e-10)
 
 
 def test_cosine_schedule_is_timm_cosine_with_warmup_prefix():
@@ -35,7 +36,7 @@ def test_cosine_schedule_is_timm_cosine_with_warmup_prefix():
         return lo + 0.5 * (lr - lo) * (1 + math.cos(math.pi * (t - warm) / (total - warm)))
 
     for t in [0, 10, 999, 1000, 1001, 5000, 9999, 10_000]:
-        np.testing.assert_allclose(float(sched(t)), timm(t), rtol=1e-5)
+        np.testing.assert_allclose(float(sched(t)), timm(t), rtol=1e-5, atol=1e-7 * lr)  # float32 interpolation
 
 
 def test_unknown_schedule_or_optimizer_is_an_error():
