@@ -104,6 +104,34 @@ class DepthwiseConv1d(nn.Module):
         return y, new_state
 
 
+_UNROLL_MAX = 8  # blocks up to this size use the unrolled multiply-add below
+
+
+@jax.custom_vjp
+def _small_blocks(xh: jax.Array, w: jax.Array) -> jax.Array:
+    """``einsum("...hd,hod->...ho")`` for tiny blocks (d, o <= 8) as d broadcast multiply-adds in
+    float32, with a custom VJP (dx unrolled the same way, dW one fused broadcast-reduce over the
+    tokens). XLA's CPU einsum and autodiff run these many tiny products slowly: at 3200 tokens x
+    256 blocks of 4 x 4, forward+backward 7.7 ms here vs 31 ms."""
+    x32, w32 = xh.astype(jnp.float32), w.astype(jnp.float32)
+    return sum(x32[..., :, None, k] * w32[:, :, k] for k in range(w.shape[-1])).astype(xh.dtype)
+
+
+def _small_blocks_fwd(xh, w):
+    return _small_blocks(xh, w), (xh, w)
+
+
+def _small_blocks_bwd(res, g):
+    xh, w = res
+    g32, w32 = g.astype(jnp.float32), w.astype(jnp.float32)
+    dx = sum(g32[..., :, j, None] * w32[:, j, :] for j in range(w.shape[1])).astype(xh.dtype)
+    dw = jnp.sum(g32[..., :, :, None] * xh.astype(jnp.float32)[..., :, None, :], axis=tuple(range(g.ndim - 2)))
+    return dx, dw.astype(w.dtype)
+
+
+_small_blocks.defvjp(_small_blocks_fwd, _small_blocks_bwd)
+
+
 class LinearHeadwiseExpand(nn.Module):
     """Block-diagonal linear map: x (..., D) -> (..., D * expand), one (D/NH -> D*expand/NH) block per head.
 
@@ -126,7 +154,10 @@ class LinearHeadwiseExpand(nn.Module):
         std = math.sqrt(2.0 / 5.0 / (self.init_dim or d_in))
         weight = self.param("weight", nn.initializers.normal(std), (self.num_heads, d_out, d_in), jnp.float32)
         xh = x.reshape(*x.shape[:-1], self.num_heads, d_in)
-        y = jnp.einsum("...hd,hod->...ho", xh, weight.astype(x.dtype), precision=jax.lax.Precision.HIGHEST)
+        if d_in <= _UNROLL_MAX and d_out <= _UNROLL_MAX:
+            y = _small_blocks(xh, weight.astype(x.dtype))
+        else:
+            y = jnp.einsum("...hd,hod->...ho", xh, weight.astype(x.dtype), precision=jax.lax.Precision.HIGHEST)
         y = y.reshape(*x.shape[:-1], self.num_heads * d_out)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros_init(), (self.num_heads * d_out,), jnp.float32).astype(x.dtype)
