@@ -72,7 +72,7 @@ def _timed(step, n):
     return statistics.median(times), peak[0]
 
 
-def worker_jax(preset, B, S, steps, dtype, backend=None):
+def worker_jax(preset, B, S, steps, dtype, backend=None, chunk_size=None):
     import jax
     import jax.numpy as jnp
 
@@ -83,7 +83,7 @@ def worker_jax(preset, B, S, steps, dtype, backend=None):
     from bioxlstm_jax.training.trainer import init_state, make_train_step
 
     cfg = presets.get(preset)
-    cfg = cfg.replace(context_length=max(S, cfg.context_length), chunk_size=min(cfg.chunk_size, S), dtype=dtype,
+    cfg = cfg.replace(context_length=max(S, cfg.context_length), chunk_size=min(chunk_size or cfg.chunk_size, S), dtype=dtype,
                       backend=backend or cfg.backend)
     model = XLSTMLM(cfg)
     task = causal_lm_task(model, None)
@@ -161,9 +161,10 @@ def worker_torch(preset, B, S, steps, dtype):
     return {"seconds_per_step": t, "peak_memory_bytes": int(peak), "params": int(n_params)}
 
 
-def _run_worker(impl, case, steps, dtype, backend):
+def _run_worker(impl, case, steps, dtype, backend, chunk_size):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--cases", case, "--steps", str(steps),
-           "--dtype", dtype] + (["--backend", backend] if backend else [])
+           "--dtype", dtype] + (["--backend", backend] if backend else []) + (
+           ["--chunk-size", str(chunk_size)] if chunk_size else [])
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         return {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"}
@@ -192,6 +193,7 @@ def main(argv=None):
     parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (GPU default)")
     parser.add_argument("--impls", nargs="+", default=["jax", "torch"])
     parser.add_argument("--backend", default=None, help="override the presets' mLSTM backend (parallel, chunkwise)")
+    parser.add_argument("--chunk-size", type=int, default=None, help="override the presets' chunk size")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -199,7 +201,7 @@ def main(argv=None):
         preset, shape = args.cases[0].split(":")
         B, S = map(int, shape.split("x"))
         if args.worker == "jax":
-            print(json.dumps(worker_jax(preset, B, S, args.steps, args.dtype, args.backend)))
+            print(json.dumps(worker_jax(preset, B, S, args.steps, args.dtype, args.backend, args.chunk_size)))
         else:
             print(json.dumps(worker_torch(preset, B, S, args.steps, args.dtype)))
         return
@@ -215,7 +217,7 @@ def main(argv=None):
         preset, shape = case.split(":")
         B, S = map(int, shape.split("x"))
         for impl in args.impls:
-            r = {"impl": impl, "preset": preset, "B": B, "S": S, **_run_worker(impl, case, args.steps, dtype, args.backend)}
+            r = {"impl": impl, "preset": preset, "B": B, "S": S, **_run_worker(impl, case, args.steps, dtype, args.backend, args.chunk_size)}
             if "seconds_per_step" in r:
                 r["tokens_per_s"] = B * S / r["seconds_per_step"]
             rows.append(r)
