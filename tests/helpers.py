@@ -57,3 +57,16 @@ def assert_close_scaled(actual, expected, tol, what=""):
     scale = max(1.0, float(np.max(np.abs(expected))))
     err = float(np.max(np.abs(actual - expected)))
     assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol:.1e} * scale {scale:.3g}"
+
+
+def shared_data(*parts: str):
+    """A path under the project's real-data folder: ``$BIOXLSTM_SHARED_DATA`` or ``<repo>/../shared/data``."""
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("BIOXLSTM_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    path = root.joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; the tests read real data from ../shared/data next to the "
+                                "repository (or set BIOXLSTM_SHARED_DATA)")
+    return path

@@ -9,10 +9,10 @@ import pytest
 from bioxlstm_jax.data import lm_batches
 from bioxlstm_jax.data.formats import read_fasta, read_lines
 from bioxlstm_jax.data.tfds_builders import sequence_records
+from tests.helpers import shared_data
 
-DATA = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data"
-UNIPROT = DATA / "protein/sequences/mmseqs2_example_DB_uniprot20k.fasta.gz"
-GLOBINS = DATA / "protein/msa/hmmer_tutorial/globins45.fa"
+UNIPROT = shared_data("protein/sequences/mmseqs2_example_DB_uniprot20k.fasta.gz")
+GLOBINS = shared_data("protein/msa/hmmer_tutorial/globins45.fa")
 
 
 def source(n=40, seed=0):
