@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["open_text", "read_fasta", "read_lines"]
+__all__ = ["open_text", "read_fasta", "read_lines", "read_msa", "msa_format", "MSA_FORMATS"]
 
 
 def open_text(path: str | os.PathLike):
@@ -61,3 +61,115 @@ def read_lines(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
             line = line.strip()
             if line:
                 yield f"{path.name}:{lineno}", line
+
+
+MSA_FORMATS = ("a3m", "a2m", "fasta", "stockholm")
+_MSA_SUFFIXES = {".a3m": "a3m", ".a2m": "a2m", ".fasta": "fasta", ".fa": "fasta", ".faa": "fasta", ".fas": "fasta",
+                 ".afa": "fasta", ".sto": "stockholm", ".stk": "stockholm", ".stockholm": "stockholm"}
+# Alignment rows: residue letters (upper: match / lower: a3m insertion), gaps '-' and '.', '*' (stop).
+_MSA_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-.*")
+
+
+def msa_format(path: str | os.PathLike) -> str:
+    """The MSA format from the file name (``.a3m``, ``.a2m``, ``.fasta``/``.fa``, ``.sto``; ``.gz`` ignored)."""
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    fmt = _MSA_SUFFIXES.get(Path(name).suffix)
+    if fmt is None:
+        raise ValueError(f"{path}: cannot tell the MSA format from the name; expected one of "
+                         f"{sorted(_MSA_SUFFIXES)} (optionally .gz), or pass the format")
+    return fmt
+
+
+def _check_row(path, lineno, text):
+    bad = set(text) - _MSA_CHARS
+    if bad:
+        raise ValueError(f"{path}:{lineno}: characters {''.join(sorted(bad))!r} are not allowed in an alignment "
+                         "row (expected letters, '-', '.' or '*')")
+
+
+def _read_fasta_like(path, allow_comments: bool) -> list[tuple[str, str]]:
+    records, header, parts, header_line = [], None, [], 0
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("#") and header is None and allow_comments:
+                continue  # hhblits / ColabFold a3m files may start with a '#' line
+            if line.startswith(">"):
+                if header is not None:
+                    if not parts:
+                        raise ValueError(f"{path}:{header_line}: record {header!r} has an empty sequence")
+                    records.append((header, "".join(parts)))
+                header, parts, header_line = line[1:].strip(), [], lineno
+                continue
+            if header is None:
+                raise ValueError(f"{path}:{lineno}: expected a header line starting with '>'")
+            _check_row(path, lineno, line)
+            parts.append(line)
+    if header is None:
+        raise ValueError(f"{path}: no sequence record (expected a header line starting with '>')")
+    if not parts:
+        raise ValueError(f"{path}:{header_line}: record {header!r} has an empty sequence (truncated file?)")
+    records.append((header, "".join(parts)))
+    return records
+
+
+def _read_stockholm(path) -> list[tuple[str, str]]:
+    rows: dict[str, list[str]] = {}
+    first_line: dict[str, int] = {}
+    started = ended = False
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            if not started:
+                if not line.startswith("# STOCKHOLM"):
+                    raise ValueError(f"{path}:{lineno}: expected the header '# STOCKHOLM 1.0'")
+                started = True
+                continue
+            if line.startswith("//"):
+                ended = True
+                break
+            if line.startswith("#"):
+                continue  # #=GF / #=GS / #=GR / #=GC annotations
+            fields = line.split()
+            if len(fields) != 2:
+                raise ValueError(f"{path}:{lineno}: expected '<name> <aligned sequence>', got {len(fields)} fields")
+            name, text = fields
+            _check_row(path, lineno, text)
+            rows.setdefault(name, []).append(text)
+            first_line.setdefault(name, lineno)
+    if not started:
+        raise ValueError(f"{path}: empty file (expected '# STOCKHOLM 1.0')")
+    if not ended:
+        raise ValueError(f"{path}: the alignment does not end with '//' (truncated file?)")
+    if not rows:
+        raise ValueError(f"{path}: the alignment has no sequences")
+    records = [(name, "".join(parts)) for name, parts in rows.items()]
+    width = len(records[0][1])
+    for name, seq in records:
+        if len(seq) != width:
+            raise ValueError(f"{path}:{first_line[name]}: row {name!r} has {len(seq)} columns, the first row "
+                             f"{width} (truncated block?)")
+    return records
+
+
+def read_msa(path: str | os.PathLike, fmt: str = "auto") -> list[tuple[str, str]]:
+    """``[(name, aligned row), ...]`` of an A3M, A2M, aligned FASTA or Stockholm file (gzip transparent).
+
+    Rows are returned as written: upper-case match columns, lower-case insertions (a3m / a2m), gaps
+    '-' and '.'; ``protein.clean_sequence`` turns a row into the unaligned protein the way
+    Prot-xLSTM does. The first record is the query. Raises ``ValueError("<file>:<line>: ...")`` on
+    a missing header, an empty sequence, characters other than letters / '-' / '.' / '*', ragged
+    Stockholm rows or a Stockholm file without its closing '//'.
+    """
+    fmt = msa_format(path) if fmt == "auto" else fmt
+    if fmt not in MSA_FORMATS:
+        raise ValueError(f"unknown MSA format {fmt!r}; expected one of {MSA_FORMATS}")
+    if fmt == "stockholm":
+        return _read_stockholm(path)
+    return _read_fasta_like(path, allow_comments=fmt in ("a3m", "a2m"))

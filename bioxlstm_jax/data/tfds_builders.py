@@ -1,8 +1,10 @@
 """tensorflow-datasets builders over local files, stored as ``array_record`` (no TensorFlow needed).
 
 ``sequence_records(files, data_dir)`` prepares (once) and opens random-access sources of
-``{"id": str, "sequence": str}`` records, one per split, ready for ``lm_batches``. The prepared
-dataset is keyed by the files' paths, sizes and modification times, so editing a file re-prepares.
+``{"id": str, "sequence": str}`` records, one per split, ready for ``lm_batches``;
+``homolog_clusters(root, splits, data_dir)`` does the same for homolog clusters (one record per MSA
+file: ``{"id", "proteins"}``, the unaligned proteins joined by newlines). A prepared dataset is keyed
+by its files' paths, sizes and modification times, so editing a file re-prepares.
 """
 
 from __future__ import annotations
@@ -13,9 +15,21 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from bioxlstm_jax.data.formats import read_fasta, read_lines
+from bioxlstm_jax.data.formats import open_text, read_fasta, read_lines, read_msa
+from bioxlstm_jax.data.protein import clean_sequence
 
-__all__ = ["SequenceFiles", "sequence_records"]
+__all__ = ["SequenceFiles", "sequence_records", "HomologClusters", "homolog_clusters", "find_clusters",
+           "default_data_dir"]
+
+
+def default_data_dir() -> str:
+    """Where prepared datasets go unless a ``data_dir`` is given: ``$BIOXLSTM_DATA_DIR`` or
+    ``~/.cache/bioxlstm_jax/tensorflow_datasets``."""
+    return os.environ.get("BIOXLSTM_DATA_DIR") or str(Path.home() / ".cache" / "bioxlstm_jax" / "tensorflow_datasets")
+
+
+def _files_key(paths) -> str:
+    return hashlib.sha1(repr(sorted((p, os.path.getsize(p), os.path.getmtime(p)) for p in paths)).encode()).hexdigest()
 
 READERS = {"fasta": read_fasta, "lines": read_lines}
 
@@ -58,3 +72,92 @@ def sequence_records(files: dict[str, list[str]], data_dir: str | os.PathLike, r
     builder = SequenceFiles(files=files, reader=reader, data_dir=str(data_dir))
     builder.download_and_prepare()
     return {split: builder.as_data_source(split) for split in files}
+
+
+OPENPROTEINSET_MSA = os.path.join("a3m", "uniclust30.a3m")
+
+
+def find_clusters(root: str | os.PathLike) -> dict[str, str]:
+    """``{cluster_id: msa path}`` of an OpenProteinSet tree (``<root>/<id>/a3m/uniclust30.a3m``) or of
+    a flat folder of MSA files (``<root>/<id>.a3m[.gz]``, ``.a2m``, ``.fasta``, ``.sto``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such directory (expected an OpenProteinSet tree or a folder of MSAs)")
+    found = {}
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and (entry / OPENPROTEINSET_MSA).is_file():
+            found[entry.name] = str((entry / OPENPROTEINSET_MSA).absolute())
+        elif entry.is_file():
+            name = entry.name[:-3] if entry.name.endswith(".gz") else entry.name
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in (".a3m", ".a2m", ".fasta", ".fa", ".sto"):
+                found[stem] = str(entry.absolute())
+    if not found:
+        raise ValueError(f"{root}: found no homolog clusters (expected <id>/{OPENPROTEINSET_MSA} directories or "
+                         "<id>.a3m / .a2m / .fasta / .sto files)")
+    return found
+
+
+def _split_ids(spec, where: str) -> list[str]:
+    if isinstance(spec, (list, tuple)):
+        return [str(x) for x in spec]
+    ids = []
+    with open_text(spec) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                ids.append(line.split()[0])
+    if not ids:
+        raise ValueError(f"{spec}: the {where} split file lists no cluster ids")
+    return ids
+
+
+class HomologClusters(tfds.core.GeneratorBasedBuilder):
+    """Records ``{"id", "proteins"}``: one homolog cluster per MSA file, its unaligned proteins
+    (``protein.clean_sequence``) joined by newlines, in file order (query first)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def __init__(self, *, clusters: dict[str, list[tuple[str, str]]], **kwargs):
+        self._clusters = clusters
+        key = _files_key({p for pairs in clusters.values() for _, p in pairs})
+        splits_key = hashlib.sha1(repr({s: [c for c, _ in pairs] for s, pairs in clusters.items()}).encode())
+        kwargs.setdefault("config", tfds.core.BuilderConfig(name=f"msa_{key[:10]}_{splits_key.hexdigest()[:6]}"))
+        super().__init__(file_format="array_record", **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({"id": tfds.features.Text(), "proteins": tfds.features.Text()}))
+
+    def _split_generators(self, dl_manager):
+        return {split: self._generate_examples(pairs) for split, pairs in self._clusters.items()}
+
+    def _generate_examples(self, pairs):
+        for cluster_id, path in pairs:
+            proteins = [clean_sequence(row) for _, row in read_msa(path)]
+            yield cluster_id, {"id": cluster_id, "proteins": "\n".join(p for p in proteins if p)}
+
+
+def homolog_clusters(root: str | os.PathLike, splits: dict, data_dir: str | os.PathLike | None = None) -> dict:
+    """``{split: random-access source}`` of homolog-cluster records ``{"id": bytes, "proteins": bytes}``.
+
+    ``splits`` maps a split name to a split file (one cluster id per line, as Prot-xLSTM's
+    ``cluster_*_set.txt``), a list of ids, or ``None`` (every cluster of ``root`` not named by another
+    split). An id missing from ``root`` is an error naming the split; nothing is prepared.
+    """
+    available = find_clusters(root)
+    named = {s: _split_ids(v, s) for s, v in splits.items() if v is not None}
+    taken = {c for ids in named.values() for c in ids}
+    clusters = {}
+    for split, spec in splits.items():
+        ids = named[split] if spec is not None else [c for c in available if c not in taken]
+        missing = [c for c in ids if c not in available]
+        if missing:
+            raise ValueError(f"split {split!r} ({spec if not isinstance(spec, (list, tuple)) else 'list'}): "
+                             f"{len(missing)} of {len(ids)} clusters are not in {root}, e.g. {missing[:3]}")
+        if not ids:
+            raise ValueError(f"split {split!r} has no clusters in {root}")
+        clusters[split] = [(c, available[c]) for c in ids]
+    builder = HomologClusters(clusters=clusters, data_dir=str(data_dir or default_data_dir()))
+    builder.download_and_prepare()
+    return {split: builder.as_data_source(split) for split in clusters}
