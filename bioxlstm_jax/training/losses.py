@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 __all__ = ["causal_lm_sums", "masked_lm_sums", "classification_sums", "summarize", "segment_resets"]
@@ -29,16 +30,24 @@ def segment_resets(segment_ids: jax.Array) -> jax.Array:
 
 
 def causal_lm_sums(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array | None = None,
-                   segment_ids: jax.Array | None = None) -> dict[str, jax.Array]:
+                   segment_ids: jax.Array | None = None, subsets: dict[str, jax.Array] | None = None
+                   ) -> dict[str, jax.Array]:
     """Next-token cross-entropy. logits (B, L, V) at position t predict tokens[t + 1].
 
     A target counts when ``loss_mask`` is set at its position (default: everywhere) and, in packed
     batches, when it is in the same non-padding segment (id > 0) as its context token.
+    ``subsets`` ``{name: (B, L - 1) bool over the targets tokens[:, 1:]}`` add ``name/loss``,
+    ``name/weight`` and ``name/correct`` for the real targets in each subset (metrics only; they
+    ignore ``loss_mask``).
     """
-    weights = jnp.ones(tokens[:, 1:].shape, jnp.float32) if loss_mask is None else loss_mask[:, 1:]
+    real = jnp.ones(tokens[:, 1:].shape, jnp.float32)
     if segment_ids is not None:
-        weights = weights * ((segment_ids[:, 1:] == segment_ids[:, :-1]) & (segment_ids[:, 1:] > 0))
-    return _sums(logits[:, :-1], tokens[:, 1:], weights)
+        real = real * ((segment_ids[:, 1:] == segment_ids[:, :-1]) & (segment_ids[:, 1:] > 0))
+    weights = real if loss_mask is None else real * loss_mask[:, 1:]
+    out = _sums(logits[:, :-1], tokens[:, 1:], weights)
+    for name, mask in (subsets or {}).items():
+        out.update({f"{name}/{k}": v for k, v in _sums(logits[:, :-1], tokens[:, 1:], real * mask).items()})
+    return out
 
 
 def masked_lm_sums(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array) -> dict[str, jax.Array]:
@@ -52,8 +61,15 @@ def classification_sums(logits: jax.Array, labels: jax.Array) -> dict[str, jax.A
 
 
 def summarize(sums: dict) -> dict[str, float]:
-    """Accumulated sums -> {loss, perplexity, accuracy} (means over counted targets)."""
-    w = max(float(sums["weight"]), 1.0)
-    loss = float(sums["loss"]) / w
-    out = {"loss": loss, "perplexity": float(jnp.exp(min(loss, 80.0))), "accuracy": float(sums["correct"]) / w}
+    """Accumulated sums -> {loss, perplexity, accuracy} (means over counted targets), also for every
+    subset ``name`` that has ``name/loss``, ``name/weight`` and ``name/correct`` sums."""
+    out = {}
+    for key in sums:
+        if not key.endswith("loss") or key[:-4] + "weight" not in sums:
+            continue
+        p = key[:-4]
+        w = max(float(sums[p + "weight"]), 1.0)
+        loss = float(sums[p + "loss"]) / w
+        out.update({p + "loss": loss, p + "perplexity": float(np.exp(min(loss, 80.0))),
+                    p + "accuracy": float(sums[p + "correct"]) / w})
     return out

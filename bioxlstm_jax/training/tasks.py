@@ -10,10 +10,11 @@ from bioxlstm_jax.training.trainer import Task
 __all__ = ["causal_lm_task", "masked_lm_task", "classification_task"]
 
 
-def causal_lm_task(model, train_data, eval_data=None) -> Task:
+def causal_lm_task(model, train_data, eval_data=None, subsets=None) -> Task:
     """Next-token prediction with an ``XLSTMLM``. Batch: ``tokens``, optional ``positions``,
     ``segment_ids`` (packed documents: the mLSTM state resets at each new one and no target crosses
-    a boundary) and ``loss_mask`` (e.g. FIM-only loss)."""
+    a boundary) and ``loss_mask`` (e.g. FIM-only loss). ``subsets(tokens) -> {name: (B, L - 1) bool
+    over targets}`` adds per-subset metrics (e.g. ``eval/fim/perplexity``)."""
 
     def init(rng, batch):
         return model.init(rng, jnp.asarray(batch["tokens"]))["params"]
@@ -22,9 +23,10 @@ def causal_lm_task(model, train_data, eval_data=None) -> Task:
         seg = batch.get("segment_ids")
         resets = losses.segment_resets(seg) if seg is not None and model.config.causal else None
         logits = model.apply({"params": params}, batch["tokens"], batch.get("positions"), resets=resets)
-        return losses.causal_lm_sums(logits, batch["tokens"], batch.get("loss_mask"), seg)
+        return losses.causal_lm_sums(logits, batch["tokens"], batch.get("loss_mask"), seg,
+                                     subsets(batch["tokens"]) if subsets else None)
 
-    return Task(init=init, loss=loss, train_data=train_data, eval_data=eval_data)
+    return Task(init=init, loss=loss, train_data=train_data, eval_data=eval_data, model_config=model.config)
 
 
 def masked_lm_task(model, train_data, eval_data=None) -> Task:
@@ -37,7 +39,7 @@ def masked_lm_task(model, train_data, eval_data=None) -> Task:
         logits = model.apply({"params": params}, batch["tokens"], batch.get("positions"))
         return losses.masked_lm_sums(logits, batch["targets"], batch["loss_mask"])
 
-    return Task(init=init, loss=loss, train_data=train_data, eval_data=eval_data)
+    return Task(init=init, loss=loss, train_data=train_data, eval_data=eval_data, model_config=model.config)
 
 
 def classification_task(model, train_data, eval_data=None, conjoin: bool = False) -> Task:

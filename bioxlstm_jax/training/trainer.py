@@ -77,12 +77,15 @@ class Task:
     train_data: ``(local_batch_size, shard_index, shard_count) -> grain.IterDataset`` of numpy batch
       dicts (leading dim = local batch), endless, deterministic and checkpointable.
     eval_data: same signature, a finite iterable of batches (a fresh pass per evaluation), or None.
+    model_config: the language model's ``XLSTMConfig``, written to ``workdir/model.json`` so that
+      ``bioxlstm_jax.inference.load_lm(workdir)`` can rebuild the model (None: not written).
     """
 
     init: Callable[[jax.Array, dict], Any]
     loss: Callable[[Any, dict, jax.Array], dict]
     train_data: Callable[[int, int, int], Any]
     eval_data: Callable[[int, int, int], Iterable[dict]] | None = None
+    model_config: Any = None
 
 
 def init_state(task: Task, optimizer: optax.GradientTransformation, seed: int, batch: dict) -> TrainState:
@@ -203,6 +206,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
     if primary:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json(indent=2))
+        if task.model_config is not None:
+            (workdir / "model.json").write_text(json.dumps(task.model_config.to_dict(), indent=2))
 
     optimizer, schedule = make_optimizer(config.optimizer, config.steps)
     local_batch = config.batch_size // n_proc
