@@ -1,0 +1,1 @@
+"""Evaluation: ProteinGym zero-shot fitness (more domains follow)."""

@@ -1,0 +1,277 @@
+"""Zero-shot variant-fitness prediction with a homolog-conditioned Prot-xLSTM (ProteinGym protocol).
+
+Prot-xLSTM's method (``evaluation/proteingym/score.py`` of ml-jku/Prot-xLSTM): sample up to 200
+homologs from the MSA with homology weights, put the wild type last, run the context through the
+model once and keep the recurrent state; every single substitution at position p is then scored from
+that state with the FIM query ``<cls> WT[:p] <mask-1> WT[p+1:] <eos> <mask-1>`` (positions 0..L,
+``<eos>`` 0, final ``<mask-1>`` p + 1) as ``log P(aa) - log P(wt)`` over the 20 amino acids.
+Multi-mutants add their single effects; replicates (context samples) are averaged.
+
+Differences from the reference (deliberate):
+* all positions are scored in batches from one cached state per replicate (the reference runs one
+  forward per position); the scores are the same (``tests/evaluation``);
+* rows are cropped to ``[MSA_start - 1, MSA_end)`` on match columns (the reference upper-cases a3m
+  insertions first, which shifts the crop of rows with insertions);
+* the homology weights are computed on match columns with a blocked matrix product (same definition).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bioxlstm_jax.data.formats import open_text
+from bioxlstm_jax.data.protein import AA_IDS, AMINO_ACIDS, EOS, MASK_IDS, clean_sequence, encode
+from bioxlstm_jax.nn.model import XLSTMLM, _forward_with_state, prefill
+
+__all__ = [
+    "Mutation", "parse_mutant", "read_dms", "wild_type_from_reference", "wild_type_from_mutants", "match_columns",
+    "homology_weights", "sample_context", "single_site_scores", "naive_single_site_scores", "score_mutants",
+    "independent_site_scores", "spearman", "roc_auc",
+]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    wt: str  # wild-type amino acid
+    pos: int  # 0-based index into the wild type (after the MSA_start offset)
+    mt: str  # mutant amino acid
+
+
+def parse_mutant(mutant: str, offset: int = 1, wild_type: str | None = None, where: str = "") -> list[Mutation]:
+    """``"H24Y:A42G"`` -> mutations (``pos = int - offset``; ProteinGym's offset is ``MSA_start``).
+    Checks the amino acids and, with ``wild_type``, that each wild-type residue matches."""
+    out = []
+    for m in mutant.split(":"):
+        if len(m) < 3 or not m[1:-1].isdigit() or m[0] not in AMINO_ACIDS or m[-1] not in AMINO_ACIDS:
+            raise ValueError(f"{where}mutant {mutant!r}: expected '<wt><position><mt>' with standard amino acids, "
+                             "joined by ':'")
+        mut = Mutation(m[0], int(m[1:-1]) - offset, m[-1])
+        if wild_type is not None:
+            if not 0 <= mut.pos < len(wild_type):
+                raise ValueError(f"{where}mutant {m}: position {mut.pos + offset} is outside the wild type "
+                                 f"(length {len(wild_type)}, offset {offset})")
+            if wild_type[mut.pos] != mut.wt:
+                raise ValueError(f"{where}mutant {m}: the wild type has {wild_type[mut.pos]!r} at position "
+                                 f"{mut.pos + offset}, not {mut.wt!r}")
+        out.append(mut)
+    return out
+
+
+def read_dms(path: str | os.PathLike) -> list[dict]:
+    """Rows of a ProteinGym substitution file (``mutant``, ``mutated_sequence``, ``DMS_score``,
+    optional ``DMS_score_bin``); errors name the file and line."""
+    with open_text(path) as f:
+        reader = csv.DictReader(f)
+        need = {"mutant", "DMS_score"}
+        if reader.fieldnames is None or not need <= set(reader.fieldnames):
+            raise ValueError(f"{path}:1: expected a header with columns {sorted(need)}, got {reader.fieldnames}")
+        rows = []
+        for lineno, row in enumerate(reader, 2):
+            try:
+                row["DMS_score"] = float(row["DMS_score"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}:{lineno}: DMS_score {row['DMS_score']!r} is not a number") from None
+            if not row.get("mutant"):
+                raise ValueError(f"{path}:{lineno}: empty mutant")
+            row["_line"] = lineno
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no mutants")
+    return rows
+
+
+def wild_type_from_reference(reference_csv: str | os.PathLike, dms_id: str) -> tuple[str, int]:
+    """``(wild type, offset)`` from ProteinGym's ``DMS_substitutions.csv`` row ``DMS_id``: the target
+    sequence cropped to ``[MSA_start - 1, MSA_end)`` and ``MSA_start``."""
+    with open_text(reference_csv) as f:
+        for row in csv.DictReader(f):
+            if row["DMS_id"] == dms_id:
+                start, end = int(row["MSA_start"]), int(row["MSA_end"])
+                return row["target_seq"][start - 1:end], start
+    raise ValueError(f"{reference_csv}: no row with DMS_id {dms_id!r}")
+
+
+def wild_type_from_mutants(rows: Sequence[dict], offset: int = 1) -> str:
+    """Rebuild the wild type from ``mutated_sequence`` and ``mutant`` (undo each row's substitutions);
+    raises if rows disagree."""
+    wt = None
+    for row in rows:
+        seq = list(row.get("mutated_sequence") or "")
+        if not seq:
+            raise ValueError(f"line {row.get('_line', '?')}: no mutated_sequence to rebuild the wild type from")
+        for m in parse_mutant(row["mutant"], offset):
+            if seq[m.pos] != m.mt:
+                raise ValueError(f"line {row.get('_line', '?')}: mutated_sequence has {seq[m.pos]!r} at "
+                                 f"{m.pos + offset}, the mutant says {m.mt!r}")
+            seq[m.pos] = m.wt
+        seq = "".join(seq)
+        if wt is not None and seq != wt:
+            raise ValueError(f"line {row.get('_line', '?')}: rows imply different wild types")
+        wt = seq
+    return wt
+
+
+def match_columns(row: str) -> str:
+    """An a3m/a2m row -> its match columns (lower-case insertions and '.' removed; '-' kept)."""
+    return "".join(c for c in row if not c.islower() and c != ".")
+
+
+def _crop_row(row: str, start: int, end: int) -> str:
+    """Residues of an a3m row within match columns [start, end), insertions inside the range kept."""
+    out, col = [], 0
+    for c in row:
+        if c.islower() or c == ".":
+            if start < col < end:
+                out.append(c)
+        else:
+            if start <= col < end:
+                out.append(c)
+            col += 1
+    return "".join(out)
+
+
+def homology_weights(msa: Sequence[str], theta: float = 0.2, block: int = 1024) -> np.ndarray:
+    """Sampling weights (sum 1) of aligned rows of equal width: 1 / the number of rows within
+    normalised Hamming distance ``theta`` (identity over the row's non-gap columns; gaps never match)."""
+    width = len(msa[0])
+    arr = np.frombuffer("".join(msa).upper().encode(), np.uint8).reshape(len(msa), width)
+    gap = arr == ord("-")
+    letters = np.unique(arr[~gap])
+    onehot = np.stack([(arr == a) for a in letters], -1).reshape(len(msa), -1).astype(np.float32)
+    nongap = np.maximum((~gap).sum(1), 1).astype(np.float32)
+    neighbors = np.zeros(len(msa))
+    for s in range(0, len(msa), block):
+        same = onehot[s:s + block] @ onehot.T  # matching non-gap columns
+        dist = 1.0 - same / nongap[s:s + block, None]
+        neighbors[s:s + block] = (dist <= theta).sum(1)
+    w = 1.0 / neighbors
+    return w / w.sum()
+
+
+def sample_context(msa_rows: Sequence[str], wild_type: str, *, start: int = 1, end: int | None = None,
+                   seed: int = 0, max_tokens: int = 200_000, max_sequences: int = 200,
+                   weights: np.ndarray | None = None) -> list[str]:
+    """Context proteins for one replicate: ``n = min(max_tokens // L, max_sequences) - 1`` rows sampled
+    without replacement with probability ∝ homology weight (all rows if fewer), reversed (most
+    similar last), then the wild type. Rows are cropped to match columns ``[start - 1, end)`` and
+    made gap-free (``clean_sequence``)."""
+    end = end or start - 1 + len(wild_type)
+    cols = [match_columns(r)[start - 1:end] for r in msa_rows]
+    if weights is None:
+        weights = homology_weights(cols)
+    n = min(max_tokens // (len(wild_type) + 1), max_sequences) - 1
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(msa_rows), min(n, len(msa_rows)), replace=False, p=weights) if n > 0 else []
+    proteins = [clean_sequence(_crop_row(msa_rows[i], start - 1, end)) for i in idx][::-1]
+    return [p for p in proteins if p] + [wild_type]
+
+
+def _context_tokens(proteins: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    toks = [encode(p) for p in proteins]
+    return np.concatenate(toks), np.concatenate([np.arange(len(t)) for t in toks]).astype(np.int32)
+
+
+def _queries(wild_type: str, positions: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(P, L + 3) FIM queries ``<cls> WT(p -> <mask-1>) <eos> <mask-1>`` and their position ids."""
+    base = encode(wild_type)
+    L = len(base)
+    toks = np.tile(np.concatenate([base, [EOS, MASK_IDS[0]]]), (len(positions), 1)).astype(np.int32)
+    pos = np.tile(np.concatenate([np.arange(L), [0, 0]]), (len(positions), 1)).astype(np.int32)
+    for r, p in enumerate(positions):
+        toks[r, p + 1] = MASK_IDS[0]
+        pos[r, -1] = p + 1
+    return toks, pos
+
+
+@jax.jit
+def _aa_log_probs(logits):
+    return jax.nn.log_softmax(logits[..., AA_IDS], -1)
+
+
+def single_site_scores(model: XLSTMLM, params, context: Sequence[str], positions: Sequence[int] | None = None,
+                       *, batch_size: int = 32, segment_length: int = 4096, progress=None) -> np.ndarray:
+    """(L, 20) effects ``log P(aa) - log P(wt)`` (columns in ``AMINO_ACIDS`` order) for every wild-type
+    position (``context[-1]`` is the wild type), or NaN rows for positions not in ``positions``.
+    The context is prefilled once; the queries run in batches from that state."""
+    wt = context[-1]
+    tokens, pos = _context_tokens(context)
+    _, state = prefill(model, params, jnp.asarray(tokens[None]), jnp.asarray(pos[None]),
+                       segment_length=segment_length)
+    positions = list(range(len(wt))) if positions is None else sorted(set(positions))
+    out = np.full((len(wt), 20), np.nan, np.float32)
+    for s in range(0, len(positions), batch_size):
+        chunk = positions[s:s + batch_size]
+        q, qp = _queries(wt, chunk)
+        n = len(chunk)
+        if n < batch_size:  # one compiled shape
+            q = np.concatenate([q, np.repeat(q[-1:], batch_size - n, 0)])
+            qp = np.concatenate([qp, np.repeat(qp[-1:], batch_size - n, 0)])
+        st = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch_size, *x.shape[1:])), state)
+        logits, _ = _forward_with_state(model, params, jnp.asarray(q), jnp.asarray(qp), st)
+        lp = np.asarray(_aa_log_probs(logits[:n, -1]))
+        for r, p in enumerate(chunk):
+            out[p] = lp[r] - lp[r, AMINO_ACIDS.index(wt[p])]
+        if progress is not None:
+            progress(n)
+    return out
+
+
+def naive_single_site_scores(model: XLSTMLM, params, context: Sequence[str], positions: Sequence[int]) -> np.ndarray:
+    """Reference implementation for tests and benchmarks: one full forward of context + query per position."""
+    wt = context[-1]
+    tokens, pos = _context_tokens(context)
+    out = np.full((len(wt), 20), np.nan, np.float32)
+    for p in positions:
+        q, qp = _queries(wt, [p])
+        t = jnp.asarray(np.concatenate([tokens, q[0]])[None])
+        tp = jnp.asarray(np.concatenate([pos, qp[0]])[None])
+        logits = model.apply({"params": params}, t, tp)
+        lp = np.asarray(_aa_log_probs(logits[0, -1]))
+        out[p] = lp - lp[AMINO_ACIDS.index(wt[p])]
+    return out
+
+
+def score_mutants(effects: np.ndarray, mutations: Sequence[Sequence[Mutation]]) -> np.ndarray:
+    """Sum of single-site effects per (multi-)mutant; ``effects`` (L, 20) from ``single_site_scores``."""
+    return np.array([sum(effects[m.pos, AMINO_ACIDS.index(m.mt)] for m in muts) for muts in mutations], np.float64)
+
+
+def independent_site_scores(msa_rows: Sequence[str], wild_type: str, *, start: int = 1,
+                            weights: np.ndarray | None = None) -> np.ndarray:
+    """(L, 20) log-ratios of a weighted per-column amino-acid profile of the MSA (pseudocount 1/N per
+    amino acid), against the wild type: the reference's retrieval model."""
+    cols = [match_columns(r)[start - 1:start - 1 + len(wild_type)].upper() for r in msa_rows]
+    if weights is None:
+        weights = homology_weights(cols)
+    arr = np.frombuffer("".join(cols).encode(), np.uint8).reshape(len(cols), -1)
+    counts = np.stack([(weights[:, None] * (arr == ord(a))).sum(0) for a in AMINO_ACIDS], -1)
+    counts = counts + 1.0 / len(cols)
+    logp = np.log(counts / counts.sum(-1, keepdims=True))
+    wt_idx = np.array([AMINO_ACIDS.index(c) if c in AMINO_ACIDS else 0 for c in wild_type])
+    return (logp - logp[np.arange(len(wild_type)), wt_idx][:, None]).astype(np.float32)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (ties count one half)."""
+    from scipy.stats import rankdata
+
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    pos, neg = labels == 1, labels == 0
+    if not pos.any() or not neg.any():
+        raise ValueError("roc_auc needs both positive and negative labels")
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * neg.sum()))
+
