@@ -77,6 +77,9 @@ def scatter(path: Path, pred, truth, title: str) -> None:
 
 
 def main(argv):
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     import numpy as np

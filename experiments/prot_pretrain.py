@@ -3,7 +3,7 @@
     python -m experiments.prot_pretrain [--workdir runs/prot_pretrain] [--config.key=value ...]
 
 With no flags: a small Prot-xLSTM (d 128, 2 mLSTM blocks) on the twelve real homolog clusters shipped
-in ``bioxlstm_jax/assets/protein/clusters`` (ten train, two held out), context 2048, 240 steps of 8
+in ``bioxlstm_jax/assets/protein/clusters`` (ten train, two held out), context 2048, 200 steps of 8
 rows; a few minutes on a 2-core CPU. Writes ``config.json``, ``model.json``, ``metrics.jsonl``,
 ``curves.png``, ``tensorboard/``, ``checkpoints/`` and ``best/`` to the workdir; re-running resumes.
 Eval: perplexity on the held-out clusters overall (``eval/perplexity``), on FIM tokens
@@ -58,13 +58,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.sample_proteins = False  # True: a random number of the cluster's proteins per example
     c.fim_only_loss = False  # True: loss on FIM tokens and <cls> only
     c.pack = False  # one cluster per row (as the reference); True packs short clusters
-    c.steps = 240
+    c.steps = 200
     c.batch_size = 8
     c.eval_batch_size = 8
-    c.eval_every = 80
+    c.eval_every = 50
     c.eval_steps = 2
     c.log_every = 10
-    c.checkpoint_every = 80
+    c.checkpoint_every = 50
     c.optimizer.lr = 2e-3
     c.optimizer.warmup_steps = 30
     return c

@@ -32,7 +32,7 @@ def load_lm(path: str | os.PathLike, which: str = "best") -> tuple[XLSTMLM, dict
       params with the best eval metric when there are any, else the latest; ``"latest"`` the latest;
     * a converted official checkpoint (``python -m bioxlstm_jax.convert``: ``config.json`` + ``params/``).
     """
-    path = Path(path)
+    path = Path(path).absolute()
     if which not in ("best", "latest"):
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     if (path / "params").is_dir() and (path / "config.json").is_file():
