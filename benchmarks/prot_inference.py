@@ -4,8 +4,8 @@ state against recomputing the prefix.
 * fitness: mutants/s of ``proteingym.single_site_scores`` (one cached prefill of the homolog
   context, positions scored in batches from the state) against ``naive_single_site_scores`` (a full
   forward of context + query per position, as re-prefilling per mutant does); 19 mutants per position.
-* generation: new tokens/s of ``inference.generate`` (segmented prefill, then O(1) steps) against
-  re-encoding the whole prefix with a full forward for every new token.
+* generation: new tokens/s of ``inference.generate`` (segmented prefill, then O(1) steps; the time
+  includes the prefill) against re-encoding the whole prefix with a full forward for every new token.
 
 Real data: the BLAT_ECOLX ColabFold homologs shipped in the package. Random weights (throughput does
 not depend on them). Timings exclude compilation (one warm-up call per shape).
