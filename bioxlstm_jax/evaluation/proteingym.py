@@ -206,6 +206,7 @@ def single_site_scores(model: XLSTMLM, params, context: Sequence[str], positions
                        segment_length=segment_length)
     positions = list(range(len(wt))) if positions is None else sorted(set(positions))
     out = np.full((len(wt), 20), np.nan, np.float32)
+    batch_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch_size, *x.shape[1:])), state)
     for s in range(0, len(positions), batch_size):
         chunk = positions[s:s + batch_size]
         q, qp = _queries(wt, chunk)
@@ -213,8 +214,7 @@ def single_site_scores(model: XLSTMLM, params, context: Sequence[str], positions
         if n < batch_size:  # one compiled shape
             q = np.concatenate([q, np.repeat(q[-1:], batch_size - n, 0)])
             qp = np.concatenate([qp, np.repeat(qp[-1:], batch_size - n, 0)])
-        st = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch_size, *x.shape[1:])), state)
-        logits, _ = _forward_with_state(model, params, jnp.asarray(q), jnp.asarray(qp), st)
+        logits, _ = _forward_with_state(model, params, jnp.asarray(q), jnp.asarray(qp), batch_state)
         lp = np.asarray(_aa_log_probs(logits[:n, -1]))
         for r, p in enumerate(chunk):
             out[p] = lp[r] - lp[r, AMINO_ACIDS.index(wt[p])]
