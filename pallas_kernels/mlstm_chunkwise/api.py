@@ -1,0 +1,173 @@
+"""Public entry of the chunkwise mLSTM Pallas kernels: padding, ``custom_vjp`` and the interpret switch.
+
+Conventions are ``bioxlstm_jax.ops.mlstm`` 's (the numerical reference; this package never imports
+it): ``q, k: (B, NH, S, DHQK)``, ``v: (B, NH, S, DHV)``, gate pre-activations ``i, f: (B, NH, S)``,
+``log f = log_sigmoid(f)``, scale ``DHQK**-0.5`` on k, initial ``m = 0``, normalizer
+``max(|n.q|, exp(-m)) + eps``; states ``(C, n, m)`` in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from . import bwd, fwd
+from .heuristics import BlockSizes, next_power_of_2, padded_head_dim
+
+F32 = jnp.float32
+
+# log f at a document start in a packed batch. Finite (the kernels take differences of within-chunk
+# cumsums, and -inf - -inf is NaN) but small enough that exp(RESET_LOG_F) ~ 2e-35 erases the past.
+RESET_LOG_F = -80.0
+
+
+def default_interpret() -> bool:
+    """Interpret mode unless the default backend is a GPU (Pallas compiles only for GPU here)."""
+    return jax.default_backend() != "gpu"
+
+
+def _core_fwd_impl(q, k, v, i, log_f, C0, n0, m0, *, chunk_size, scale, eps, blocks, interpret):
+    gates = fwd.chunk_gates(i, log_f, m0, chunk_size)
+    C, n = fwd.chunk_states(k, v, gates, C0, n0, chunk_size=chunk_size, scale=scale, blocks=blocks,
+                            interpret=interpret)
+    h, N, m_comb = fwd.chunk_outputs(q, k, v, gates, C, n, chunk_size=chunk_size, scale=scale, eps=eps,
+                                     blocks=blocks, interpret=interpret)
+    return h, (C[:, -1], n[:, -1], gates.m[:, -1]), (N, m_comb)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(8, 9, 10, 11, 12))
+def _core(q, k, v, i, log_f, C0, n0, m0, chunk_size, scale, eps, blocks, interpret):
+    h, last, _ = _core_fwd_impl(q, k, v, i, log_f, C0, n0, m0, chunk_size=chunk_size, scale=scale, eps=eps,
+                                blocks=blocks, interpret=interpret)
+    return h, last
+
+
+def _core_fwd(q, k, v, i, log_f, C0, n0, m0, chunk_size, scale, eps, blocks, interpret):
+    h, last, (N, m_comb) = _core_fwd_impl(q, k, v, i, log_f, C0, n0, m0, chunk_size=chunk_size, scale=scale,
+                                          eps=eps, blocks=blocks, interpret=interpret)
+    # The chunk states are recomputed in the backward pass (as TFLA does by default): they would be
+    # (NC + 1) * DHQK * DHV floats per head, more than q, k and v together.
+    return (h, last), (q, k, v, i, log_f, C0, n0, m0, N, m_comb)
+
+
+def _core_bwd(chunk_size, scale, eps, blocks, interpret, residuals, cotangents):
+    q, k, v, i, log_f, C0, n0, m0, N, m_comb = residuals
+    dh, (dC_last, _dn_last, _dm_last) = cotangents
+    kw = dict(chunk_size=chunk_size, blocks=blocks, interpret=interpret)
+    gates = fwd.chunk_gates(i, log_f, m0, chunk_size)
+    C, _ = fwd.chunk_states(k, v, gates, C0, n0, scale=scale, **kw)
+    qbar_log = gates.query_init - m_comb
+    inv_N = 1.0 / (N + eps)
+    dh = dh.astype(q.dtype)
+    dC = bwd.state_grads(q, dh, qbar_log, inv_N, gates, dC_last.astype(F32), **kw)
+    dq, dk, dv = bwd.input_grads(q, k, v, dh, gates, m_comb, qbar_log, inv_N, C, dC, scale=scale, **kw)
+
+    # Gate gradients (spec section 1.4): every (query, key) pair and every path through the initial
+    # and last states depends on the log f's between its two ends. Row sums are q.dq, column sums k.dk;
+    # the reverse cumsum of their difference counts exactly the pairs that straddle a position, and the
+    # paths into the last state straddle every position that follows their key: <dC_last, C_last>
+    # completes them.
+    qdq = jnp.sum(q.astype(F32) * dq, axis=-1)
+    kdk = jnp.sum(k.astype(F32) * dk, axis=-1)
+    into_last = jnp.sum(dC_last.astype(F32) * C[:, -1], axis=(-2, -1))
+    d_log_f = fwd._reverse_cumsum(qdq - kdk) + into_last[:, None]
+    return (dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), kdk.astype(i.dtype),
+            d_log_f.astype(log_f.dtype), dC[:, 0], jnp.zeros_like(n0), jnp.zeros_like(m0))
+
+
+_core.defvjp(_core_fwd, _core_bwd)
+
+
+def _check(q, k, v, i, f):
+    if q.ndim != 4:
+        raise ValueError(f"q must be (B, NH, S, DHQK), got shape {q.shape}")
+    B, NH, S, DHQK = q.shape
+    if k.shape != q.shape:
+        raise ValueError(f"k must have the shape of q {q.shape}, got {k.shape}")
+    if v.ndim != 4 or v.shape[:3] != (B, NH, S):
+        raise ValueError(f"v must be (B, NH, S, DHV) = ({B}, {NH}, {S}, DHV), got {v.shape}")
+    for name, g in (("i", i), ("f", f)):
+        if g.shape != (B, NH, S):
+            raise ValueError(f"gate pre-activation {name} must be (B, NH, S) = {(B, NH, S)}, got {g.shape}")
+    if q.dtype not in (jnp.float32, jnp.bfloat16, jnp.float16):
+        raise TypeError(f"mlstm_chunkwise kernels take float32, bfloat16 or float16 inputs, got {q.dtype}")
+    if k.dtype != q.dtype or v.dtype != q.dtype:
+        raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    return B, NH, S, DHQK, v.shape[-1]
+
+
+def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, return_last_state: bool = False,
+                    resets=None, eps: float = 1e-6, block_sizes: BlockSizes | None = None,
+                    interpret: bool | None = None):
+    """Chunkwise mLSTM with Pallas kernels (Triton lowering on GPU), differentiable.
+
+    Args:
+      q, k: (B, NH, S, DHQK); v: (B, NH, S, DHV), float32, bfloat16 or float16 (one dtype);
+        i, f: (B, NH, S) gate pre-activations (any float dtype; gate math is float32).
+      chunk_size: a power of two >= 16. Sequences shorter than a chunk use one chunk of
+        ``max(16, next_power_of_2(S))``; otherwise S is padded to a multiple of the chunk with steps
+        that leave the state unchanged (``log f = 0, i = -inf``), so the last state is exact.
+      initial_state: ``(C (B,NH,DHQK,DHV), n (B,NH,DHQK), m (B,NH))`` (e.g. an ``MLSTMState``), or None.
+      return_last_state: also return the state after the last token.
+      resets: optional (B, S) bool, True where a packed document starts: log f there is set to
+        ``RESET_LOG_F`` = -80, which erases the past to ~2e-35 relative weight (the XLA reference
+        uses -inf; the kernels cannot, see ``RESET_LOG_F``).
+      eps: added to the normalizer.
+      block_sizes: tiling; ``BlockSizes.for_shape`` when None.
+      interpret: run the kernels in the Pallas interpreter; None = interpret unless on GPU.
+    Returns:
+      h: (B, NH, S, DHV) in q's dtype; with ``return_last_state``, ``(h, (C, n, m))`` float32.
+
+    Gradients: ``jax.custom_vjp`` whose backward treats the normalizer and the max-state as constants
+    (TFLA's convention): exact for any loss of the per-head-normalized output, which is how the models
+    use it. The gradient w.r.t. the initial ``n`` and ``m`` is zero, and cotangents of the last ``n``
+    and ``m`` are ignored, consistently with that convention (state passing between calls composes
+    exactly). Dots are float32 at ``HIGHEST`` precision for float32 inputs; 16-bit inputs use the
+    native matmul with float32 accumulation and float32 gates and states.
+    """
+    if not isinstance(chunk_size, int) or chunk_size < 16 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a power of two >= 16 for the Pallas kernels, got {chunk_size!r}")
+    B, NH, S, DHQK, DHV = _check(q, k, v, i, f)
+    if interpret is None:
+        interpret = default_interpret()
+    L = chunk_size if S >= chunk_size else max(16, next_power_of_2(S))
+    NC = -(-S // L)
+    Sp = NC * L
+    DK, DV = padded_head_dim(DHQK), padded_head_dim(DHV)
+    blocks = (block_sizes or BlockSizes.for_shape(L, DHQK, DHV)).clamped(L, DK, DV)
+    BH = B * NH
+
+    log_f = jax.nn.log_sigmoid(f.astype(F32))
+    if resets is not None:
+        resets = jnp.asarray(resets)
+        if resets.shape != (B, S):
+            raise ValueError(f"resets must be (B, S) = {(B, S)}, got {resets.shape}")
+        log_f = jnp.where(resets.astype(bool)[:, None, :], RESET_LOG_F, log_f)
+    gi = i.astype(F32)
+    pad_s = ((0, 0), (0, 0), (0, Sp - S))
+    log_f = jnp.pad(log_f, pad_s).reshape(BH, Sp)
+    gi = jnp.pad(gi, pad_s, constant_values=-jnp.inf).reshape(BH, Sp)
+    qp = jnp.pad(q, pad_s + ((0, DK - DHQK),)).reshape(BH, Sp, DK)
+    kp = jnp.pad(k, pad_s + ((0, DK - DHQK),)).reshape(BH, Sp, DK)
+    vp = jnp.pad(v, pad_s + ((0, DV - DHV),)).reshape(BH, Sp, DV)
+
+    if initial_state is None:
+        C0, n0, m0 = jnp.zeros((BH, DK, DV), F32), jnp.zeros((BH, DK), F32), jnp.zeros((BH,), F32)
+    else:
+        C0, n0, m0 = initial_state
+        expected = ((B, NH, DHQK, DHV), (B, NH, DHQK), (B, NH))
+        if tuple(tuple(x.shape) for x in (C0, n0, m0)) != expected:
+            raise ValueError(f"initial_state shapes (C, n, m) must be {expected}, "
+                             f"got {tuple(tuple(x.shape) for x in (C0, n0, m0))}")
+        C0 = jnp.pad(C0.astype(F32), ((0, 0), (0, 0), (0, DK - DHQK), (0, DV - DHV))).reshape(BH, DK, DV)
+        n0 = jnp.pad(n0.astype(F32), ((0, 0), (0, 0), (0, DK - DHQK))).reshape(BH, DK)
+        m0 = m0.astype(F32).reshape(BH)
+
+    h, (C, n, m) = _core(qp, kp, vp, gi, log_f, C0, n0, m0, L, DHQK**-0.5, float(eps), blocks, bool(interpret))
+    h = h.reshape(B, NH, Sp, DV)[:, :, :S, :DHV]
+    if not return_last_state:
+        return h
+    last = (C.reshape(B, NH, DK, DV)[..., :DHQK, :DHV], n.reshape(B, NH, DK)[..., :DHQK], m.reshape(B, NH))
+    return h, last
