@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from bioxlstm_jax.ops.mlstm import CHUNKWISE_BACKENDS
+
 __all__ = ["XLSTMConfig", "DNA_COMPLEMENT_MAP"]
 
 # DNA-xLSTM's 12-token vocabulary ([CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK] A C G T N):
@@ -56,7 +58,8 @@ class XLSTMConfig:
       backend: mLSTM form for full sequences: ``"chunkwise"`` (linear memory, state in/out) or
         ``"parallel"`` (quadratic; the only form of ``bidirectional="native"``).
       chunk_size: chunk length of the chunkwise form.
-      kernel: ``bioxlstm_jax.ops.mlstm_chunkwise`` backend (``"auto"`` picks the fastest).
+      kernel: ``bioxlstm_jax.ops.mlstm_chunkwise`` backend: ``"auto"`` (Pallas kernels on GPU, else XLA),
+        ``"pallas"`` or ``"xla"``.
       eps: mLSTM normalizer epsilon.
       dtype: activation dtype; parameters and cell states are always float32.
       remat: rematerialise each block in the backward pass (saves activation memory).
@@ -103,6 +106,7 @@ class XLSTMConfig:
             ("rope", self.rope, ROPE_MODES),
             ("bidirectional", self.bidirectional, BIDIRECTIONAL_MODES),
             ("backend", self.backend, BACKENDS),
+            ("kernel", self.kernel, CHUNKWISE_BACKENDS),
             ("dtype", self.dtype, DTYPES),
             ("slstm_bias_init", self.slstm_bias_init, SLSTM_BIAS_INITS),
         ]:

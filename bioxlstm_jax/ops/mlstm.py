@@ -19,6 +19,7 @@ form picks its own stabilizer ``m`` (the parallel form uses the row max, the oth
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -37,7 +38,7 @@ __all__ = [
 _HIGHEST = lax.Precision.HIGHEST
 _einsum = functools.partial(jnp.einsum, precision=_HIGHEST)
 
-CHUNKWISE_BACKENDS = ("xla", "auto")
+CHUNKWISE_BACKENDS = ("auto", "pallas", "xla")
 
 
 class MLSTMState(NamedTuple):
@@ -263,6 +264,50 @@ def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, ep
     return h, last_state
 
 
+def _on_gpu() -> bool:
+    return jax.default_backend() == "gpu"
+
+
+_FALLBACK_WARNED: set[str] = set()
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_compiles(q_aval, v_aval, gate_dtypes, chunk_size: int, eps: float, has_state: bool,
+                     has_resets: bool) -> bool:
+    """Whether the Pallas kernel (forward and backward) lowers and compiles for these shapes here.
+
+    Any failure (lowering, compilation, resources) warns once per distinct error and returns False.
+    """
+    from pallas_kernels import mlstm_chunkwise as kernel
+
+    B, NH, S, DHQK = q_aval.shape
+    DHV = v_aval.shape[-1]
+    gate = lambda dt: jax.ShapeDtypeStruct((B, NH, S), dt)  # noqa: E731
+    args = [q_aval, q_aval, v_aval, gate(gate_dtypes[0]), gate(gate_dtypes[1]), v_aval]
+    if has_state:
+        args += [jax.ShapeDtypeStruct((B, NH, DHQK, DHV), jnp.float32),
+                 jax.ShapeDtypeStruct((B, NH, DHQK), jnp.float32), jax.ShapeDtypeStruct((B, NH), jnp.float32)]
+    resets = jax.ShapeDtypeStruct((B, S), jnp.bool_) if has_resets else None
+
+    def fwd_bwd(q, k, v, i, f, dh, *state, resets=None):
+        run = lambda *x: kernel(*x, chunk_size=chunk_size, initial_state=tuple(x[5:]) or None,  # noqa: E731
+                                resets=resets, eps=eps, return_last_state=True)
+        (h, last), pullback = jax.vjp(lambda *x: run(*x), q, k, v, i, f, *state)
+        return h, last, pullback((dh, jax.tree.map(jnp.zeros_like, last)))
+
+    try:
+        jax.jit(fwd_bwd).trace(*args, resets=resets).lower().compile()
+        return True
+    except Exception as err:  # noqa: BLE001 -- any kernel failure falls back to XLA
+        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if message not in _FALLBACK_WARNED:
+            _FALLBACK_WARNED.add(message)
+            warnings.warn(f"Pallas mlstm_chunkwise kernel unavailable for q {q_aval.shape} {q_aval.dtype}, "
+                          f"chunk_size {chunk_size} ({message}); using the XLA chunkwise form.",
+                          RuntimeWarning, stacklevel=3)
+        return False
+
+
 def mlstm_chunkwise(
     q,
     k,
@@ -275,7 +320,7 @@ def mlstm_chunkwise(
     return_last_state: bool = False,
     resets: jax.Array | None = None,
     eps: float = 1e-6,
-    backend: str = "xla",
+    backend: str = "auto",
 ):
     """Chunkwise mLSTM: exact, memory linear in S, any S.
 
@@ -292,8 +337,11 @@ def mlstm_chunkwise(
         there on equal a fresh run on that document (exactly for ``eps = 0``; states may differ in
         their stabilizer ``m`` but represent the same memory).
       eps: added to the normalizer.
-      backend: ``"xla"`` (this implementation, the numerical reference) or ``"auto"`` (the fastest
-        available; currently XLA everywhere).
+      backend: ``"xla"`` (this implementation, the numerical reference), ``"pallas"`` (the kernels of
+        ``pallas_kernels.mlstm_chunkwise``; interpreted off GPU; errors propagate) or ``"auto"``: the
+        kernels on GPU when they compile for these shapes, else XLA (one warning per distinct kernel
+        failure). The kernels' gradient treats the normalizer and max-state as constants (exact
+        behind the per-head norm that always follows), and ``resets`` use log f = -80, not -inf.
     Returns:
       h: (B, NH, S, DHV) in the dtype of ``q``, or ``(h, MLSTMState)`` if ``return_last_state``.
     """
@@ -301,13 +349,30 @@ def mlstm_chunkwise(
         raise ValueError(f"backend must be one of {CHUNKWISE_BACKENDS}, got {backend!r}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    B, NH, S, DHQK, DHV = _check_inputs(q, k, v, i, f)
     if resets is not None:
         resets = jnp.asarray(resets)
-        if resets.shape != (q.shape[0], q.shape[2]):
-            raise ValueError(f"resets must be (B, S) = {(q.shape[0], q.shape[2])}, got {resets.shape}")
+        if resets.shape != (B, S):
+            raise ValueError(f"resets must be (B, S) = {(B, S)}, got {resets.shape}")
         resets = resets.astype(bool)
-    h, last_state = _mlstm_chunkwise_xla(
-        q, k, v, i, f, resets, initial_state, chunk_size=chunk_size, eps=eps
-    )
+    if initial_state is not None:
+        _check_state(initial_state, B, NH, DHQK, DHV)
+    use_kernel = backend == "pallas"
+    if backend == "auto" and _on_gpu():
+        use_kernel = _kernel_compiles(
+            jax.ShapeDtypeStruct(q.shape, q.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype),
+            (jnp.dtype(i.dtype), jnp.dtype(f.dtype)), chunk_size, float(eps), initial_state is not None,
+            resets is not None,
+        )
+    if use_kernel:
+        from pallas_kernels import mlstm_chunkwise as kernel
+
+        h, last = kernel(q, k, v, i, f, chunk_size=chunk_size, initial_state=initial_state,
+                         return_last_state=True, resets=resets, eps=eps)
+        last_state = MLSTMState(*last)
+    else:
+        h, last_state = _mlstm_chunkwise_xla(
+            q, k, v, i, f, resets, initial_state, chunk_size=chunk_size, eps=eps
+        )
     h = h.astype(q.dtype)
     return (h, last_state) if return_last_state else h
