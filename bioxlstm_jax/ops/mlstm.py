@@ -341,7 +341,7 @@ def mlstm_chunkwise(
         ``pallas_kernels.mlstm_chunkwise``; interpreted off GPU; errors propagate) or ``"auto"``: the
         kernels on GPU when they compile for these shapes, else XLA (one warning per distinct kernel
         failure). The kernels' gradient treats the normalizer and max-state as constants (exact
-        behind the per-head norm that always follows), and ``resets`` use log f = -80, not -inf.
+        behind the per-head norm that always follows).
     Returns:
       h: (B, NH, S, DHV) in the dtype of ``q``, or ``(h, MLSTMState)`` if ``return_last_state``.
     """

@@ -18,18 +18,13 @@ from .heuristics import BlockSizes, next_power_of_2, padded_head_dim
 
 F32 = jnp.float32
 
-# log f at a document start in a packed batch. Finite (the kernels take differences of within-chunk
-# cumsums, and -inf - -inf is NaN) but small enough that exp(RESET_LOG_F) ~ 2e-35 erases the past.
-RESET_LOG_F = -80.0
-
-
 def default_interpret() -> bool:
     """Interpret mode unless the default backend is a GPU (Pallas compiles only for GPU here)."""
     return jax.default_backend() != "gpu"
 
 
-def _core_fwd_impl(q, k, v, i, log_f, C0, n0, m0, *, chunk_size, scale, eps, blocks, interpret):
-    gates = fwd.chunk_gates(i, log_f, m0, chunk_size)
+def _core_fwd_impl(q, k, v, i, log_f, resets, C0, n0, m0, *, chunk_size, scale, eps, blocks, interpret):
+    gates = fwd.chunk_gates(i, log_f, resets, m0, chunk_size)
     C, n = fwd.chunk_states(k, v, gates, C0, n0, chunk_size=chunk_size, scale=scale, blocks=blocks,
                             interpret=interpret)
     h, N, m_comb = fwd.chunk_outputs(q, k, v, gates, C, n, chunk_size=chunk_size, scale=scale, eps=eps,
@@ -37,26 +32,26 @@ def _core_fwd_impl(q, k, v, i, log_f, C0, n0, m0, *, chunk_size, scale, eps, blo
     return h, (C[:, -1], n[:, -1], gates.m[:, -1]), (N, m_comb)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(8, 9, 10, 11, 12))
-def _core(q, k, v, i, log_f, C0, n0, m0, chunk_size, scale, eps, blocks, interpret):
-    h, last, _ = _core_fwd_impl(q, k, v, i, log_f, C0, n0, m0, chunk_size=chunk_size, scale=scale, eps=eps,
+@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11, 12, 13))
+def _core(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size, scale, eps, blocks, interpret):
+    h, last, _ = _core_fwd_impl(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size=chunk_size, scale=scale, eps=eps,
                                 blocks=blocks, interpret=interpret)
     return h, last
 
 
-def _core_fwd(q, k, v, i, log_f, C0, n0, m0, chunk_size, scale, eps, blocks, interpret):
-    h, last, (N, m_comb) = _core_fwd_impl(q, k, v, i, log_f, C0, n0, m0, chunk_size=chunk_size, scale=scale,
+def _core_fwd(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size, scale, eps, blocks, interpret):
+    h, last, (N, m_comb) = _core_fwd_impl(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size=chunk_size, scale=scale,
                                           eps=eps, blocks=blocks, interpret=interpret)
     # The chunk states are recomputed in the backward pass (as TFLA does by default): they would be
     # (NC + 1) * DHQK * DHV floats per head, more than q, k and v together.
-    return (h, last), (q, k, v, i, log_f, C0, n0, m0, N, m_comb)
+    return (h, last), (q, k, v, i, log_f, resets, C0, n0, m0, N, m_comb)
 
 
 def _core_bwd(chunk_size, scale, eps, blocks, interpret, residuals, cotangents):
-    q, k, v, i, log_f, C0, n0, m0, N, m_comb = residuals
+    q, k, v, i, log_f, resets, C0, n0, m0, N, m_comb = residuals
     dh, (dC_last, _dn_last, _dm_last) = cotangents
     kw = dict(chunk_size=chunk_size, blocks=blocks, interpret=interpret)
-    gates = fwd.chunk_gates(i, log_f, m0, chunk_size)
+    gates = fwd.chunk_gates(i, log_f, resets, m0, chunk_size)
     C, _ = fwd.chunk_states(k, v, gates, C0, n0, scale=scale, **kw)
     qbar_log = gates.query_init - m_comb
     inv_N = 1.0 / (N + eps)
@@ -68,13 +63,15 @@ def _core_bwd(chunk_size, scale, eps, blocks, interpret, residuals, cotangents):
     # and last states depends on the log f's between its two ends. Row sums are q.dq, column sums k.dk;
     # the reverse cumsum of their difference counts exactly the pairs that straddle a position, and the
     # paths into the last state straddle every position that follows their key: <dC_last, C_last>
-    # completes them.
+    # completes them. Pairs across a document start are zero, so the identity holds with resets; the
+    # log f at a document start itself is unused.
     qdq = jnp.sum(q.astype(F32) * dq, axis=-1)
     kdk = jnp.sum(k.astype(F32) * dk, axis=-1)
     into_last = jnp.sum(dC_last.astype(F32) * C[:, -1], axis=(-2, -1))
-    d_log_f = fwd._reverse_cumsum(qdq - kdk) + into_last[:, None]
+    d_log_f = jnp.where(resets > 0, 0.0, fwd._reverse_cumsum(qdq - kdk) + into_last[:, None])
     return (dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), kdk.astype(i.dtype),
-            d_log_f.astype(log_f.dtype), dC[:, 0], jnp.zeros_like(n0), jnp.zeros_like(m0))
+            d_log_f.astype(log_f.dtype), jnp.zeros_like(resets), dC[:, 0], jnp.zeros_like(n0),
+            jnp.zeros_like(m0))
 
 
 _core.defvjp(_core_fwd, _core_bwd)
@@ -111,9 +108,8 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
         that leave the state unchanged (``log f = 0, i = -inf``), so the last state is exact.
       initial_state: ``(C (B,NH,DHQK,DHV), n (B,NH,DHQK), m (B,NH))`` (e.g. an ``MLSTMState``), or None.
       return_last_state: also return the state after the last token.
-      resets: optional (B, S) bool, True where a packed document starts: log f there is set to
-        ``RESET_LOG_F`` = -80, which erases the past to ~2e-35 relative weight (the XLA reference
-        uses -inf; the kernels cannot, see ``RESET_LOG_F``).
+      resets: optional (B, S) bool, True where a packed document starts: nothing before it reaches it
+        or anything after it (exactly, as the reference's log f = -inf; the kernels mask by document).
       eps: added to the normalizer.
       block_sizes: tiling; ``BlockSizes.for_shape`` when None.
       interpret: run the kernels in the Pallas interpreter; None = interpret unless on GPU.
@@ -140,11 +136,14 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
     BH = B * NH
 
     log_f = jax.nn.log_sigmoid(f.astype(F32))
-    if resets is not None:
+    if resets is None:
+        starts = jnp.zeros((BH, Sp), F32)
+    else:
         resets = jnp.asarray(resets)
         if resets.shape != (B, S):
             raise ValueError(f"resets must be (B, S) = {(B, S)}, got {resets.shape}")
-        log_f = jnp.where(resets.astype(bool)[:, None, :], RESET_LOG_F, log_f)
+        starts = jnp.broadcast_to(resets.astype(F32)[:, None, :], (B, NH, S))
+        starts = jnp.pad(starts, ((0, 0), (0, 0), (0, Sp - S))).reshape(BH, Sp)
     gi = i.astype(F32)
     pad_s = ((0, 0), (0, 0), (0, Sp - S))
     log_f = jnp.pad(log_f, pad_s).reshape(BH, Sp)
@@ -165,7 +164,7 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
         n0 = jnp.pad(n0.astype(F32), ((0, 0), (0, 0), (0, DK - DHQK))).reshape(BH, DK)
         m0 = m0.astype(F32).reshape(BH)
 
-    h, (C, n, m) = _core(qp, kp, vp, gi, log_f, C0, n0, m0, L, DHQK**-0.5, float(eps), blocks, bool(interpret))
+    h, (C, n, m) = _core(qp, kp, vp, gi, log_f, starts, C0, n0, m0, L, DHQK**-0.5, float(eps), blocks, bool(interpret))
     h = h.reshape(B, NH, Sp, DV)[:, :, :S, :DHV]
     if not return_last_state:
         return h

@@ -68,18 +68,19 @@ def state_grads(q, dh, qbar_log, inv_N, gates: Gates, dC_last, *, chunk_size, bl
     )(q, dh, qbar_log, inv_N, gates.chunk_decay, dC_last)
 
 
-def _dq_kernel(q_ref, dh_ref, b_ref, mc_ref, inv_ref, qbar_ref, k_ref, v_ref, key_gate_ref, C_ref,
-               dq_ref, *, block_kv, scale, precision):
+def _dq_kernel(q_ref, dh_ref, b_ref, seg_q_ref, mc_ref, inv_ref, qbar_ref, k_ref, v_ref, key_gate_ref, seg_k_ref,
+               C_ref, dq_ref, *, block_kv, scale, precision):
     mm = q_ref.dtype
     block_q = q_ref.shape[0]
     q_start = pl.program_id(2) * block_q
-    b_q, m_comb = b_ref[...], mc_ref[...]
+    b_q, seg_q, m_comb = b_ref[...], seg_q_ref[...], mc_ref[...]
     dh = (dh_ref[...].astype(F32) * inv_ref[...][:, None]).astype(mm)  # (bq, DV)
     dq = jnp.exp(qbar_ref[...])[:, None] * dot(dh, C_ref[...].astype(mm), trans_b=True, precision=precision)
 
     def body(j, dq):
         cols = pl.ds(j * block_kv, block_kv)
-        decay = jnp.exp(causal_log_decay(b_q, key_gate_ref[cols], q_start, j * block_kv) - m_comb[:, None])
+        log_d = causal_log_decay(b_q, seg_q, key_gate_ref[cols], seg_k_ref[cols], q_start, j * block_kv)
+        decay = jnp.exp(log_d - m_comb[:, None])
         ds = dot(dh, v_ref[cols, :], trans_b=True, precision=precision) * decay  # (bq, bkv)
         return dq + scale * dot(ds.astype(mm), k_ref[cols, :], precision=precision)
 
@@ -87,12 +88,12 @@ def _dq_kernel(q_ref, dh_ref, b_ref, mc_ref, inv_ref, qbar_ref, k_ref, v_ref, ke
     dq_ref[...] = lax.fori_loop(0, n_tiles, body, dq)
 
 
-def _dkdv_kernel(k_ref, v_ref, key_gate_ref, key_state_ref, q_ref, dh_ref, b_ref, mc_ref, inv_ref, dC_ref,
-                 dk_ref, dv_ref, *, block_q, chunk_size, scale, precision):
+def _dkdv_kernel(k_ref, v_ref, key_gate_ref, seg_k_ref, key_state_ref, q_ref, dh_ref, b_ref, seg_q_ref, mc_ref,
+                 inv_ref, dC_ref, dk_ref, dv_ref, *, block_q, chunk_size, scale, precision):
     mm = k_ref.dtype
     block_kv = k_ref.shape[0]
     k_start = pl.program_id(2) * block_kv
-    k, v, key_gate = k_ref[...], v_ref[...], key_gate_ref[...]
+    k, v, key_gate, seg_k = k_ref[...], v_ref[...], key_gate_ref[...], seg_k_ref[...]
     dC = dC_ref[...].astype(mm)  # gradient of the state after this chunk
     weight = scale * jnp.exp(key_state_ref[...])[:, None]
     dv = weight * dot(k, dC, precision=precision)  # (bkv, DV)
@@ -103,7 +104,8 @@ def _dkdv_kernel(k_ref, v_ref, key_gate_ref, key_state_ref, q_ref, dh_ref, b_ref
         rows = pl.ds(t * block_q, block_q)
         q = q_ref[rows, :]
         dh = (dh_ref[rows, :].astype(F32) * inv_ref[rows][:, None]).astype(mm)
-        decay = jnp.exp(causal_log_decay(b_ref[rows], key_gate, t * block_q, k_start) - mc_ref[rows][:, None])
+        log_d = causal_log_decay(b_ref[rows], seg_q_ref[rows], key_gate, seg_k, t * block_q, k_start)
+        decay = jnp.exp(log_d - mc_ref[rows][:, None])
         scores = dot(q, k, trans_b=True, precision=precision) * (scale * decay)  # (bq, bkv)
         ds = dot(dh, v, trans_b=True, precision=precision) * decay
         dv = dv + dot(scores.astype(mm), dh, trans_a=True, precision=precision)
@@ -142,8 +144,10 @@ def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, ch
             pl.BlockSpec((None, bq), rows),
             pl.BlockSpec((None, bq), rows),
             pl.BlockSpec((None, bq), rows),
+            pl.BlockSpec((None, bq), rows),
             pl.BlockSpec((None, L, DK), lambda h, c, t: (h, c, 0)),
             pl.BlockSpec((None, L, DV), lambda h, c, t: (h, c, 0)),
+            pl.BlockSpec((None, L), lambda h, c, t: (h, c)),
             pl.BlockSpec((None, L), lambda h, c, t: (h, c)),
             pl.BlockSpec((None, None, DK, DV), lambda h, c, t: (h, c, 0, 0)),
         ],
@@ -152,7 +156,7 @@ def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, ch
         compiler_params=params,
         interpret=interpret,
         name="mlstm_chunk_dq",
-    )(q, dh, gates.b, m_comb, inv_N, qbar_log, k, v, gates.key_gate, C)
+    )(q, dh, gates.b, gates.segment, m_comb, inv_N, qbar_log, k, v, gates.key_gate, gates.segment, C)
 
     nk = L // bkv
     kv_rows = lambda h, c, t: (h, c * nk + t)  # noqa: E731
@@ -164,8 +168,10 @@ def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, ch
             pl.BlockSpec((None, bkv, DV), lambda h, c, t: (*kv_rows(h, c, t), 0)),
             pl.BlockSpec((None, bkv), kv_rows),
             pl.BlockSpec((None, bkv), kv_rows),
+            pl.BlockSpec((None, bkv), kv_rows),
             pl.BlockSpec((None, L, DK), lambda h, c, t: (h, c, 0)),
             pl.BlockSpec((None, L, DV), lambda h, c, t: (h, c, 0)),
+            pl.BlockSpec((None, L), lambda h, c, t: (h, c)),
             pl.BlockSpec((None, L), lambda h, c, t: (h, c)),
             pl.BlockSpec((None, L), lambda h, c, t: (h, c)),
             pl.BlockSpec((None, L), lambda h, c, t: (h, c)),
@@ -179,5 +185,5 @@ def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, ch
         compiler_params=params,
         interpret=interpret,
         name="mlstm_chunk_dkdv",
-    )(k, v, gates.key_gate, gates.key_state, q, dh, gates.b, m_comb, inv_N, dC)
+    )(k, v, gates.key_gate, gates.segment, gates.key_state, q, dh, gates.b, gates.segment, m_comb, inv_N, dC)
     return dq, dk, dv

@@ -30,15 +30,19 @@ F32 = jnp.float32
 class Gates(NamedTuple):
     """Per-token and per-chunk gate quantities (float32) the kernels read.
 
-    b: (BH, S) within-chunk cumsum of log f.
+    b: (BH, S) within-chunk cumsum of log f (log f counted as 0 at document starts).
     key_gate: (BH, S) ``i - b``, so that the intra-chunk log decay is ``b_t + key_gate_s``.
-    query_init: (BH, S) ``b + m_c``: log weight of the entering state for each query.
-    key_state: (BH, S) ``a - m_{c+1}``: log weight of each key in the state after its chunk.
+    segment: (BH, S) float32 document index (cumsum of resets): pairs in different documents are masked.
+    query_init: (BH, S) ``b + m_c``: log weight of the entering state for each query (-inf once a
+      document starts earlier in the chunk).
+    key_state: (BH, S) ``a - m_{c+1}``: log weight of each key in the state after its chunk (-inf if a
+      document starts after it in the chunk).
     chunk_decay: (BH, NC) ``g_c + m_c - m_{c+1}``: log decay of the state across chunk ``c``.
     m: (BH, NC + 1) stabilizer of the states (``m[:, 0]`` is the initial one).
     """
 
     b: jax.Array
+    segment: jax.Array
     key_gate: jax.Array
     query_init: jax.Array
     key_state: jax.Array
@@ -50,20 +54,25 @@ def _reverse_cumsum(x, axis=-1):
     return jnp.flip(jnp.cumsum(jnp.flip(x, axis), axis=axis), axis)
 
 
-def chunk_gates(i: jax.Array, log_f: jax.Array, m0: jax.Array, chunk_size: int) -> Gates:
+def chunk_gates(i: jax.Array, log_f: jax.Array, resets: jax.Array, m0: jax.Array, chunk_size: int) -> Gates:
     """Gate preprocessing in plain JAX, float32: O(S) work, a log-depth scan over chunks for ``m``.
 
-    Args: i, log_f: (BH, S) float32; m0: (BH,) initial stabilizer; chunk_size: L (S % L == 0).
+    Args: i, log_f: (BH, S) float32; resets: (BH, S) float32, 1 where a document starts (its log f
+    is ignored: nothing crosses a document start, exactly); m0: (BH,) initial stabilizer;
+    chunk_size: L (S % L == 0).
     """
     BH, S = i.shape
     L = chunk_size
     NC = S // L
-    lf = log_f.reshape(BH, NC, L)
+    starts = resets.reshape(BH, NC, L)
+    lf = jnp.where(starts > 0, 0.0, log_f.reshape(BH, NC, L))
     ii = i.reshape(BH, NC, L)
     b = jnp.cumsum(lf, axis=-1)
-    g = b[..., -1]
+    started = jnp.cumsum(starts, axis=-1)  # document starts in the chunk up to and including t
+    later = started[..., -1:] - started  # document starts in the chunk after t
+    g = jnp.where(started[..., -1] > 0, -jnp.inf, b[..., -1])
     after = jnp.concatenate([lf[..., 1:], jnp.zeros_like(lf[..., :1])], axis=-1)
-    a = _reverse_cumsum(after) + ii
+    a = jnp.where(later > 0, -jnp.inf, _reverse_cumsum(after) + ii)
     local = jnp.max(a, axis=-1)
 
     # m_{c+1} = max(g_c + m_c, local_c): a max-plus affine recurrence, composed associatively.
@@ -75,8 +84,9 @@ def chunk_gates(i: jax.Array, log_f: jax.Array, m0: jax.Array, chunk_size: int) 
     m = jnp.concatenate([m0[:, None], m_next], axis=1)
     return Gates(
         b=b.reshape(BH, S),
+        segment=jnp.cumsum(resets, axis=-1),
         key_gate=(ii - b).reshape(BH, S),
-        query_init=(b + m[:, :-1, None]).reshape(BH, S),
+        query_init=jnp.where(started > 0, -jnp.inf, b + m[:, :-1, None]).reshape(BH, S),
         key_state=(a - m_next[..., None]).reshape(BH, S),
         chunk_decay=g + m[:, :-1] - m_next,
         m=m,
@@ -164,30 +174,37 @@ def chunk_states(k, v, gates: Gates, C0, n0, *, chunk_size, scale, blocks: Block
 # Intra-chunk: H, parallel over (BH, chunk, query tile, DV tile), looping over key tiles.
 
 
-def causal_log_decay(b_q, key_gate, q_start, k_start):
-    """(bq, bkv) log decay ``b_t - b_s + i_s`` for ``s <= t`` within the chunk, ``-inf`` above."""
+def causal_log_decay(b_q, seg_q, key_gate, seg_k, q_start, k_start):
+    """(bq, bkv) log decay ``b_t - b_s + i_s`` for ``s <= t`` in the same document, else ``-inf``."""
     t = q_start + lax.broadcasted_iota(jnp.int32, (b_q.shape[0], key_gate.shape[0]), 0)
     s = k_start + lax.broadcasted_iota(jnp.int32, (b_q.shape[0], key_gate.shape[0]), 1)
-    return jnp.where(t >= s, b_q[:, None] + key_gate[None, :], -jnp.inf)
+    visible = (t >= s) & (seg_q[:, None] == seg_k[None, :])
+    return jnp.where(visible, b_q[:, None] + key_gate[None, :], -jnp.inf)
 
 
-def _h_kernel(q_ref, k_ref, v_ref, b_ref, key_gate_ref, query_init_ref, C_ref, n_ref,
+# Floor of the running max: finite, so exp(-inf - floor) = 0 and no inf - inf arises.
+MAX_FLOOR = -1e30
+
+
+def _h_kernel(q_ref, k_ref, v_ref, b_ref, seg_q_ref, key_gate_ref, seg_k_ref, query_init_ref, C_ref, n_ref,
               h_ref, N_ref, m_ref, *, block_kv, scale, eps, precision):
     mm = q_ref.dtype
     block_q = q_ref.shape[0]
     q_start = pl.program_id(2) * block_q
     q = q_ref[...]
-    b_q = b_ref[...]
-    # The entering state's log weight starts the running max, so its terms need no rescaling yet.
-    m = query_init_ref[...]
-    num = dot(q, C_ref[...].astype(mm), precision=precision)  # (bq, bv)
-    den = jnp.sum(q.astype(F32) * n_ref[...][None, :], axis=1)
+    b_q, seg_q = b_ref[...], seg_q_ref[...]
+    # The entering state's log weight starts the running max (its terms then need no rescaling).
+    query_init = query_init_ref[...]
+    m = jnp.maximum(query_init, MAX_FLOOR)
+    inter = jnp.exp(query_init - m)  # 1, or 0 after a document start in this chunk
+    num = inter[:, None] * dot(q, C_ref[...].astype(mm), precision=precision)  # (bq, bv)
+    den = inter * jnp.sum(q.astype(F32) * n_ref[...][None, :], axis=1)
 
     def body(j, carry):
         num, den, m = carry
         cols = pl.ds(j * block_kv, block_kv)
         scores = dot(q, k_ref[cols, :], trans_b=True, precision=precision) * scale
-        log_d = causal_log_decay(b_q, key_gate_ref[cols], q_start, j * block_kv)
+        log_d = causal_log_decay(b_q, seg_q, key_gate_ref[cols], seg_k_ref[cols], q_start, j * block_kv)
         m_new = jnp.maximum(m, jnp.max(log_d, axis=1))
         alpha = jnp.exp(m - m_new)
         p = scores * jnp.exp(log_d - m_new[:, None])
@@ -222,6 +239,8 @@ def chunk_outputs(q, k, v, gates: Gates, C, n, *, chunk_size, scale, eps, blocks
             pl.BlockSpec((None, L, DK), lambda h, c, t, e: (h, c, 0)),
             pl.BlockSpec((None, L, bv), lambda h, c, t, e: (h, c, e)),
             pl.BlockSpec((None, bq), q_rows),
+            pl.BlockSpec((None, bq), q_rows),
+            pl.BlockSpec((None, L), lambda h, c, t, e: (h, c)),
             pl.BlockSpec((None, L), lambda h, c, t, e: (h, c)),
             pl.BlockSpec((None, bq), q_rows),
             pl.BlockSpec((None, None, DK, bv), lambda h, c, t, e: (h, c, 0, e)),
@@ -240,4 +259,4 @@ def chunk_outputs(q, k, v, gates: Gates, C, n, *, chunk_size, scale, eps, blocks
         compiler_params=compiler_params(blocks),
         interpret=interpret,
         name="mlstm_chunk_outputs",
-    )(q, k, v, gates.b, gates.key_gate, gates.query_init, C, n)
+    )(q, k, v, gates.b, gates.segment, gates.key_gate, gates.segment, gates.query_init, C, n)
