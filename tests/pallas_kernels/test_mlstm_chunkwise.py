@@ -280,3 +280,23 @@ def test_auto_picks_kernel_on_gpu(monkeypatch):
         h = ops.mlstm_chunkwise(*args, chunk_size=64, backend="auto")
     assert calls, "backend='auto' did not use the kernel on GPU"
     assert_close_scaled(h, ops.mlstm_chunkwise(*(x.astype(jnp.float32) for x in args), backend="xla"), 2e-2, "h")
+
+
+def test_benchmark_script_runs_on_cpu(tmp_path):
+    """``benchmarks/mlstm_kernel.py`` end to end at a tiny size: XLA timed, the rest reported as such."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "benchmarks/mlstm_kernel.py", "--seq-lens", "128", "--tokens", "256",
+                    "--heads", "2", "--dhqk", "16", "--dhv", "32", "--dtype", "float32", "--chunk", "32",
+                    "--reps", "2", "--impls", "xla,pallas", "--out", str(out)], cwd=root, check=True, timeout=300)
+    record = json.loads(out.read_text())
+    assert record["device"] and record["versions"]["jax"] == jax.__version__ and record["date"]
+    xla, pallas = record["results"]
+    assert xla["impl"] == "xla" and xla["fw_ms"] > 0 and xla["fwbw_ms"] > 0 and xla["fwbw_tflops"] > 0
+    assert xla["fw_flops"] == 256 * 2 * (4 * 16 * 32 + 32 * (16 + 32))
+    assert "not timed" in pallas["error"]

@@ -1,0 +1,257 @@
+"""Chunkwise mLSTM kernel benchmark: ours (Pallas, XLA) next to TFLA and cuDNN flash attention.
+
+Usage (from the repository root)::
+
+    python benchmarks/mlstm_kernel.py                      # on a GPU: the full sweep below
+    python benchmarks/mlstm_kernel.py --seq-lens 256 --tokens 512 --heads 2 --dhqk 32 --dhv 64 \\
+        --impls xla --dtype float32                        # a CPU smoke run
+
+The configuration is TFLA's "constant tokens" sweep: 65,536 tokens per step (``B = tokens / S``) for S
+from 2k to 64k, NH = 16, DHQK = 128, DHV = 256, bf16 inputs. Implementations (each in its own
+subprocess, so one's memory never crowds another's):
+* ``pallas``: ``pallas_kernels.mlstm_chunkwise`` compiled by Triton (interpreted off GPU: not timed);
+* ``xla``: ``bioxlstm_jax.ops.mlstm_chunkwise(backend="xla")``;
+* ``tfla``: NX-AI ``mlstm_kernels`` ``chunkwise--triton_xl_chunk`` through PyTorch on the same GPU;
+* ``cudnn``: ``jax.nn.dot_product_attention(implementation="cudnn")``, causal, same tokens, with
+  NH = 32 heads of 128 (the same model width as TFLA's attention baseline).
+fw = forward only; fwbw = forward + backward of ``sum(h * dh)`` with a fixed random ``dh``. Median of
+``--reps`` timed runs after 3 warm-up runs.
+
+FLOPs: matmul FLOPs of the chunkwise algorithm at chunk L, causal halves counted, recomputation not
+counted (the same count for any chunkwise implementation at the same L), per head and token:
+fw ``4 DHQK DHV + L (DHQK + DHV)``; bw ``8 DHQK DHV + 3 L (DHQK + DHV)``. Attention: fw
+``2 S DH`` per head and token (causal half of ``4 S DH``), bw 2.5x fw. The peak is a measured
+8192^3 bf16 matmul on the same device. Writes ``benchmarks/results/mlstm_kernel_<device>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ATTENTION_HEADS = (32, 128)  # heads, head dim of the attention baseline (TFLA's: model width 4096)
+
+
+def flops(impl: str, tokens: int, S: int, NH: int, DK: int, DV: int, L: int) -> tuple[float, float]:
+    """(forward, forward + backward) FLOPs of one step."""
+    if impl == "cudnn":
+        heads, dh = ATTENTION_HEADS
+        fw = tokens * heads * 2.0 * S * dh  # QK^T and PV: 2 * 2 S dh per head and token, causal half
+        return fw, fw * 3.5
+    fw = tokens * NH * (4.0 * DK * DV + L * (DK + DV))
+    bw = tokens * NH * (8.0 * DK * DV + 3.0 * L * (DK + DV))
+    return fw, fw + bw
+
+
+# ----------------------------------------------------------------------------------------------- workers
+
+
+def _jax_timer(fn, args, reps):
+    import jax
+
+    out = fn(*args)
+    jax.block_until_ready(out)
+    for _ in range(2):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def _worker_jax(impl, S, a):
+    import jax
+    import jax.numpy as jnp
+
+    B = a.tokens // S
+    dtype = jnp.dtype(a.dtype)
+    keys = jax.random.split(jax.random.key(0), 6)
+    if impl == "peak":
+        x = jax.random.normal(keys[0], (8192, 8192), jnp.bfloat16)
+        ms = _jax_timer(jax.jit(lambda x: x @ x), (x,), a.reps)
+        return {"tflops": 2 * 8192**3 / ms / 1e9}
+    if impl == "cudnn":
+        shape = (B, S, *ATTENTION_HEADS)
+        q, k, v, dh = (jax.random.normal(kk, shape, dtype) for kk in keys[:4])
+        fw = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")  # noqa: E731
+        args = (q, k, v)
+    else:
+        from bioxlstm_jax import ops
+
+        q, k = (jax.random.normal(kk, (B, a.heads, S, a.dhqk), dtype) for kk in keys[:2])
+        v, dh = (jax.random.normal(kk, (B, a.heads, S, a.dhv), dtype) for kk in keys[2:4])
+        i = jax.random.normal(keys[4], (B, a.heads, S), jnp.float32)
+        f = jax.random.normal(keys[5], (B, a.heads, S), jnp.float32) + 3.0
+        backend = "pallas" if impl == "pallas" else "xla"
+        fw = lambda q, k, v, i, f: ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=a.chunk, backend=backend)  # noqa: E731
+        args = (q, k, v, i, f)
+    loss = lambda *x: jnp.sum(fw(*x).astype(jnp.float32) * dh.astype(jnp.float32))  # noqa: E731
+    fwbw = jax.grad(loss, argnums=tuple(range(len(args))))
+    return {"fw_ms": _jax_timer(jax.jit(fw), args, a.reps), "fwbw_ms": _jax_timer(jax.jit(fwbw), args, a.reps)}
+
+
+def _worker_tfla(S, a):
+    import torch
+    from mlstm_kernels.torch.chunkwise import mlstm_chunkwise__xl_chunk as tfla
+
+    B = a.tokens // S
+    dtype = getattr(torch, a.dtype)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    rnd = lambda *s, dt=dtype: torch.randn(*s, generator=g, device="cuda", dtype=dt)  # noqa: E731
+    q, k = rnd(B, a.heads, S, a.dhqk), rnd(B, a.heads, S, a.dhqk)
+    v, dh = rnd(B, a.heads, S, a.dhv), rnd(B, a.heads, S, a.dhv)
+    i, f = rnd(B, a.heads, S, dt=torch.float32), rnd(B, a.heads, S, dt=torch.float32) + 3.0
+
+    def timed(step):
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(a.reps):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        return statistics.median(times)
+
+    def fw():
+        with torch.no_grad():
+            tfla(q, k, v, i, f, chunk_size=a.chunk)
+
+    leaves = [x.detach().requires_grad_(True) for x in (q, k, v, i, f)]
+
+    def fwbw():
+        for x in leaves:
+            x.grad = None
+        tfla(*leaves, chunk_size=a.chunk).backward(dh)
+
+    return {"fw_ms": timed(fw), "fwbw_ms": timed(fwbw)}
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "torch", "triton", "mlstm_kernels"):
+        try:
+            module = __import__(name)
+            out[name] = getattr(module, "__version__", "?")
+        except Exception:  # noqa: BLE001 -- absent packages are recorded as such
+            out[name] = None
+    return out
+
+
+def _device() -> tuple[str, str]:
+    import jax
+
+    d = jax.devices()[0]
+    return d.platform, getattr(d, "device_kind", d.platform)
+
+
+def _worker_main(impl, S, a):
+    try:
+        result = _worker_tfla(S, a) if impl == "tfla" else _worker_jax(impl, S, a)
+    except Exception as err:  # noqa: BLE001 -- a failed implementation is reported, not fatal
+        result = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]}
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------- driver
+
+
+def _run_worker(impl, S, argv, timeout):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--worker-seq", str(S), *argv]
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONPATH=ROOT)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+    return {"error": f"worker exited {proc.returncode}: {tail[0][:300]}"}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seq-lens", default="2048,4096,8192,16384,32768,65536")
+    p.add_argument("--tokens", type=int, default=65536)
+    p.add_argument("--heads", type=int, default=16)
+    p.add_argument("--dhqk", type=int, default=128)
+    p.add_argument("--dhv", type=int, default=256)
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    p.add_argument("--chunk", type=int, default=128, help="chunk size of ours and TFLA's (TFLA's default: 128)")
+    p.add_argument("--impls", default=None, help="comma list of pallas,xla,tfla,cudnn (default: all on GPU, xla on CPU)")
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--timeout", type=int, default=900, help="seconds per implementation and length")
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/mlstm_kernel_<device>.json)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--worker-seq", type=int, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.worker:
+        return _worker_main(a.worker, a.worker_seq, a)
+
+    platform_name, device = _device()
+    on_gpu = platform_name == "gpu"
+    impls = a.impls.split(",") if a.impls else (["pallas", "xla", "tfla", "cudnn"] if on_gpu else ["xla"])
+    seq_lens = [int(s) for s in a.seq_lens.split(",")]
+    if any(a.tokens % S for S in seq_lens):
+        raise SystemExit(f"--tokens {a.tokens} must be a multiple of every sequence length {seq_lens}")
+    argv = [f"--tokens={a.tokens}", f"--heads={a.heads}", f"--dhqk={a.dhqk}", f"--dhv={a.dhv}",
+            f"--dtype={a.dtype}", f"--chunk={a.chunk}", f"--reps={a.reps}"]
+    peak = _run_worker("peak", seq_lens[0], argv, a.timeout).get("tflops") if on_gpu else None
+
+    rows = []
+    print(f"{device}: {a.tokens} tokens/step, NH={a.heads}, DHQK={a.dhqk}, DHV={a.dhv}, {a.dtype}, chunk {a.chunk}"
+          + (f", measured bf16 matmul peak {peak:.0f} TFLOP/s" if peak else ""))
+    header = f"{'impl':>7} {'S':>6} {'B':>4} {'fw ms':>9} {'fwbw ms':>9} {'fw TF/s':>8} {'fwbw TF/s':>9} {'fwbw %peak':>10}"
+    print(header)
+    for S in seq_lens:
+        for impl in impls:
+            if impl == "pallas" and not on_gpu:
+                result = {"error": "Pallas runs interpreted off GPU; not timed"}
+            else:
+                result = _run_worker(impl, S, argv, a.timeout)
+            fw_flops, fwbw_flops = flops(impl, a.tokens, S, a.heads, a.dhqk, a.dhv, a.chunk)
+            row = {"impl": impl, "S": S, "B": a.tokens // S, **result, "fw_flops": fw_flops, "fwbw_flops": fwbw_flops}
+            if "fw_ms" in result:
+                row["fw_tflops"] = fw_flops / result["fw_ms"] / 1e9
+                row["fwbw_tflops"] = fwbw_flops / result["fwbw_ms"] / 1e9
+                row["fwbw_frac_peak"] = row["fwbw_tflops"] / peak if peak else None
+                frac = f"{100 * row['fwbw_frac_peak']:.1f}%" if peak else "-"
+                print(f"{impl:>7} {S:>6} {a.tokens // S:>4} {result['fw_ms']:>9.2f} {result['fwbw_ms']:>9.2f} "
+                      f"{row['fw_tflops']:>8.1f} {row['fwbw_tflops']:>9.1f} {frac:>10}", flush=True)
+            else:
+                print(f"{impl:>7} {S:>6} {a.tokens // S:>4}  {result['error']}", flush=True)
+            rows.append(row)
+
+    record = {
+        "benchmark": "mlstm_kernel", "device": device, "platform": platform_name,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(), "config": {k: v for k, v in vars(a).items() if not k.startswith("worker")},
+        "bf16_matmul_peak_tflops": peak, "results": rows,
+    }
+    out = a.out or os.path.join(RESULTS_DIR, f"mlstm_kernel_{re.sub(r'[^A-Za-z0-9]+', '_', device).strip('_').lower()}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = out + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(record, fh, indent=1)
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
