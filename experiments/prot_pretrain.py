@@ -103,7 +103,8 @@ def build_task(c):
                               shard_index=i, shard_count=n, shuffle=shuffle, pack=c.pack, pad_id=PAD)
         return data
 
-    def subsets(tokens):
+    def subsets(batch):
+        tokens = batch["tokens"]
         return {"fim": fim_token_mask(tokens)[:, 1:], "last_seq": last_sequence_target_mask(tokens)}
 
     # eval: the same FIM draws at every evaluation (fixed seed, no shuffle)

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from bioxlstm_jax.data.formats import open_text, read_fasta, read_lines, read_msa
 from bioxlstm_jax.data.protein import clean_sequence
+from bioxlstm_jax.data.smiles import read_smiles
 
 __all__ = ["SequenceFiles", "sequence_records", "HomologClusters", "homolog_clusters", "find_clusters",
            "default_data_dir"]
@@ -31,11 +32,11 @@ def default_data_dir() -> str:
 def _files_key(paths) -> str:
     return hashlib.sha1(repr(sorted((p, os.path.getsize(p), os.path.getmtime(p)) for p in paths)).encode()).hexdigest()
 
-READERS = {"fasta": read_fasta, "lines": read_lines}
+READERS = {"fasta": read_fasta, "lines": read_lines, "smiles": read_smiles}
 
 
 class SequenceFiles(tfds.core.GeneratorBasedBuilder):
-    """Records ``{"id", "sequence"}`` read from local FASTA or one-record-per-line files."""
+    """Records ``{"id", "sequence"}`` read from local FASTA, one-record-per-line or SMILES files."""
 
     VERSION = tfds.core.Version("1.0.0")
 

@@ -10,11 +10,11 @@ from bioxlstm_jax.training.trainer import Task
 __all__ = ["causal_lm_task", "masked_lm_task", "classification_task"]
 
 
-def causal_lm_task(model, train_data, eval_data=None, subsets=None) -> Task:
+def causal_lm_task(model, train_data, eval_data=None, subsets=None, files=None) -> Task:
     """Next-token prediction with an ``XLSTMLM``. Batch: ``tokens``, optional ``positions``,
     ``segment_ids`` (packed documents: the mLSTM state resets at each new one and no target crosses
-    a boundary) and ``loss_mask`` (e.g. FIM-only loss). ``subsets(tokens) -> {name: (B, L - 1) bool
-    over targets}`` adds per-subset metrics (e.g. ``eval/fim/perplexity``)."""
+    a boundary) and ``loss_mask`` (e.g. FIM-only loss). ``subsets(batch) -> {name: (B, L - 1) bool
+    over targets}`` adds per-subset metrics (e.g. ``eval/fim/perplexity``). ``files``: see ``Task``."""
 
     def init(rng, batch):
         return model.init(rng, jnp.asarray(batch["tokens"]))["params"]
@@ -24,9 +24,10 @@ def causal_lm_task(model, train_data, eval_data=None, subsets=None) -> Task:
         resets = losses.segment_resets(seg) if seg is not None and model.config.causal else None
         logits = model.apply({"params": params}, batch["tokens"], batch.get("positions"), resets=resets)
         return losses.causal_lm_sums(logits, batch["tokens"], batch.get("loss_mask"), seg,
-                                     subsets(batch["tokens"]) if subsets else None)
+                                     subsets(batch) if subsets else None)
 
-    return Task(init=init, loss=loss, train_data=train_data, eval_data=eval_data, model_config=model.config)
+    return Task(init=init, loss=loss, train_data=train_data, eval_data=eval_data, model_config=model.config,
+                files=dict(files or {}))
 
 
 def masked_lm_task(model, train_data, eval_data=None) -> Task:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -79,6 +80,7 @@ class Task:
     eval_data: same signature, a finite iterable of batches (a fresh pass per evaluation), or None.
     model_config: the language model's ``XLSTMConfig``, written to ``workdir/model.json`` so that
       ``bioxlstm_jax.inference.load_lm(workdir)`` can rebuild the model (None: not written).
+    files: more text files for the workdir, ``{name: content}`` (e.g. a tokenizer's ``vocab.json``).
     """
 
     init: Callable[[jax.Array, dict], Any]
@@ -86,6 +88,7 @@ class Task:
     train_data: Callable[[int, int, int], Any]
     eval_data: Callable[[int, int, int], Iterable[dict]] | None = None
     model_config: Any = None
+    files: dict = dataclasses.field(default_factory=dict)
 
 
 def init_state(task: Task, optimizer: optax.GradientTransformation, seed: int, batch: dict) -> TrainState:
@@ -206,8 +209,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
     if primary:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json(indent=2))
+        files = dict(task.files)
         if task.model_config is not None:
-            (workdir / "model.json").write_text(json.dumps(task.model_config.to_dict(), indent=2))
+            files["model.json"] = json.dumps(task.model_config.to_dict(), indent=2)
+        for name, text in files.items():
+            tmp = workdir / f".{name}.tmp"
+            tmp.write_text(text)
+            os.replace(tmp, workdir / name)
 
     optimizer, schedule = make_optimizer(config.optimizer, config.steps)
     local_batch = config.batch_size // n_proc
