@@ -32,7 +32,7 @@ import numpy as np
 from bioxlstm_jax import presets
 from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data import lm_batches
-from bioxlstm_jax.data.smiles import SmilesVocab, read_smiles
+from bioxlstm_jax.data.smiles import SmilesVocab
 from bioxlstm_jax.data.tfds_builders import sequence_records
 from bioxlstm_jax.nn import XLSTMLM
 from bioxlstm_jax.training import base_config, causal_lm_task
@@ -102,7 +102,7 @@ class _Interleaved:
 
 def build_task(c):
     files = data_files(c)
-    vocab = SmilesVocab.learn((s for _, s in read_smiles(files["train"])), c.tokenizer)
+    vocab = SmilesVocab.learn_file(files["train"], c.tokenizer)
     sources = sequence_records({split: [path] for split, path in files.items()}, c.tfds_dir or None, reader="smiles")
     L = c.context_length
 

@@ -124,6 +124,18 @@ class SmilesVocab:
                 seen.setdefault(token, len(seen))
         return cls(seen, mode)
 
+    @classmethod
+    def learn_file(cls, path: str | os.PathLike, mode: str = "bioxlstm") -> "SmilesVocab":
+        """``learn`` over a SMILES file (``read_smiles``); errors name the file and line."""
+        def smiles():
+            for where, s in read_smiles(path):
+                try:
+                    tokenize(s, mode)
+                except ValueError as e:
+                    raise ValueError(f"{where}: {e}") from None
+                yield s
+        return cls.learn(smiles(), mode)
+
     def encode(self, smiles: str, *, add_special: bool = True) -> list[int]:
         """``[BEG] + tokens + [END]`` as ids. A token outside the vocabulary raises ``ValueError``."""
         tokens = tokenize(smiles, self.mode)
