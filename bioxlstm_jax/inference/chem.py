@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from bioxlstm_jax.data.smiles import SmilesVocab
 from bioxlstm_jax.inference.generate import generate
 
-__all__ = ["load_vocab", "generate_smiles"]
+__all__ = ["load_vocab", "generate_smiles", "smiles_log_likelihood"]
 
 
 def load_vocab(path: str | os.PathLike) -> SmilesVocab:
@@ -59,3 +59,28 @@ def generate_smiles(model, params, vocab: SmilesVocab, n: int, rng: jax.Array, *
         bar.update(rows)
     bar.close()
     return {"smiles": smiles, "finished": np.asarray(finished), "log_likelihood": np.asarray(loglik)}
+
+
+def smiles_log_likelihood(model, params, vocab: SmilesVocab, candidates: list[str], *, context: str = "",
+                          batch_size: int = 64) -> np.ndarray:
+    """Mean log-probability per token of each candidate SMILES (its tokens and ``[END]``), after
+    ``[BEG]`` + ``context`` (in-context scoring: e.g. ``context = "<k molecules joined by '.'>."``).
+    One parallel forward pass per batch of right-padded rows. Returns (len(candidates),) float."""
+    import jax.numpy as jnp
+
+    prefix = [vocab.beg_id, *(vocab.encode(context, add_special=False) if context else [])]
+    rows = [prefix + vocab.encode(c, add_special=False) + [vocab.end_id] for c in candidates]
+    width = max(len(r) for r in rows)
+    apply = jax.jit(lambda p, t: jax.nn.log_softmax(model.apply({"params": p}, t)))
+    scores = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        chunk = chunk + [chunk[-1]] * (batch_size - len(chunk))  # one compiled shape
+        tokens = np.full((batch_size, width), vocab.pad_id, np.int32)
+        for b, r in enumerate(chunk):
+            tokens[b, :len(r)] = r
+        logp = np.asarray(apply(params, jnp.asarray(tokens)))  # (B, W, V)
+        for b, r in enumerate(chunk[: min(batch_size, len(rows) - start)]):
+            targets = np.arange(len(prefix), len(r))
+            scores.append(float(np.mean(logp[b, targets - 1, np.asarray(r)[targets]])))
+    return np.asarray(scores)

@@ -2,9 +2,10 @@
 
     python -m experiments.X [--workdir DIR] [--config.key=value ...]
 
-``run(get_config, build_task, default_workdir)`` defines the flags, starts ``jax.distributed`` when
-the config or the environment asks for several processes, builds the task from the final config and
-calls ``train``. Re-running the same command resumes from ``--workdir``.
+``run(get_config, build_task, default_workdir, after=None)`` defines the flags, starts
+``jax.distributed`` when the config or the environment asks for several processes, builds the task
+from the final config and calls ``train``, then ``after(config, workdir)`` if given (an evaluation
+of the trained model). Re-running the same command resumes from ``--workdir``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ __all__ = ["run"]
 
 
 def run(get_config: Callable[[], ml_collections.ConfigDict],
-        build_task: Callable[[ml_collections.ConfigDict], Task], default_workdir: str) -> None:
+        build_task: Callable[[ml_collections.ConfigDict], Task], default_workdir: str,
+        after: Callable[[ml_collections.ConfigDict, str], None] | None = None) -> None:
     from absl import app, flags, logging
     from ml_collections import config_flags
 
@@ -37,5 +39,7 @@ def run(get_config: Callable[[], ml_collections.ConfigDict],
         initialize_distributed(d.coordinator_address or None, d.num_processes or None,
                                d.process_id if d.process_id >= 0 else None)
         train(config, workdir_flag.value, build_task(config))
+        if after is not None:
+            after(config, workdir_flag.value)
 
     app.run(main)
