@@ -89,3 +89,18 @@ def test_generate_writes_metrics(workdir, tmp_path):
     assert 0 <= metrics["validity"] <= 1 and "validity" in res.stdout
     if metrics["valid"]:
         assert (tmp_path / "gen_properties.png").is_file() and (tmp_path / "gen_grid.png").is_file()
+
+
+def test_icl_trains_then_generates_and_ranks_heldout_domains(tmp_path):
+    domains = tmp_path / "domains.txt"
+    smiles = [s for _, s in read_smiles(asset_path("chem", "chembl_valid_5k.txt.gz"))][:400]
+    domains.write_text("\n".join(".".join(smiles[i:i + 50]) for i in range(0, 400, 50)) + "\n")  # 8 domains
+    wd = tmp_path / "run"
+    res = run("experiments.chem_icl", f"--workdir={wd}", f"--config.domains={domains}", "--config.heldout=3",
+              "--config.steps=2", "--config.context_length=128", "--config.chunk_size=32", "--config.n_context=2",
+              "--config.n_designs=3", "--config.n_rank=4", "--config.eval_batch_size=3", *TINY)
+    result = json.loads((wd / "icl_results.json").read_text())
+    assert [r["domain"] for r in result["domains"]] == [5, 6, 7]
+    for r in result["domains"]:
+        assert r["molecules"] == 50 and 0 <= r["validity"] <= 1 and 0 <= r["auc"] <= 1
+    assert "AUC" in res.stdout and (wd / "vocab.json").is_file()

@@ -8,7 +8,7 @@ from bioxlstm_jax.inference import chem as chem_inference
 from bioxlstm_jax.inference import generate_smiles
 from bioxlstm_jax.nn import XLSTMConfig, XLSTMLM
 
-VOCAB = SmilesVocab(["[PAD]", "[BEG]", "C", "O", "[END]", "N"])
+VOCAB = SmilesVocab(["[PAD]", "[BEG]", "C", "O", "[END]", "N", "."])
 
 
 def test_stop_logic_and_decoding(monkeypatch):
@@ -17,7 +17,7 @@ def test_stop_logic_and_decoding(monkeypatch):
 
     def fake_generate(model, params, prompt, *, max_new_tokens, rng, stop_token, **kw):
         calls.append((np.asarray(prompt).copy(), max_new_tokens, stop_token))
-        tokens = np.array([[C, O, END, END], [C, C, C, N], [O, 6, END, END]])  # row 3 draws an unknown id 6
+        tokens = np.array([[C, O, END, END], [C, C, C, N], [O, 7, END, END]])  # row 3 draws an unknown id 7
         lengths = np.array([3, 4, 3])
         return {"tokens": tokens[: len(prompt)], "lengths": lengths[: len(prompt)],
                 "log_likelihood": -np.arange(len(prompt), dtype=float)}
@@ -37,5 +37,21 @@ def test_real_model_batches_and_pads_the_last_batch():
     out = generate_smiles(model, params, VOCAB, 7, jax.random.key(1), batch_size=3, progress=False)
     assert len(out["smiles"]) == 7 and out["finished"].shape == (7,) and out["log_likelihood"].shape == (7,)
     for s in out["smiles"]:  # [BEG] / [PAD] drawn mid-molecule are dropped, as Chem-xLSTM does
-        assert s is not None and set(s) <= set("CON") and len(s) <= 11
+        assert s is not None and set(s) <= set("CON.") and len(s) <= 11
     assert np.all(out["log_likelihood"] < 0)
+
+
+def test_log_likelihood_is_per_candidate_and_padding_free():
+    from bioxlstm_jax.inference import smiles_log_likelihood
+    import jax.numpy as jnp
+
+    model = XLSTMLM(XLSTMConfig(vocab_size=len(VOCAB), embedding_dim=16, mlstm_num_heads=1, context_length=32))
+    params = model.init(jax.random.key(0), np.zeros((1, 4), np.int32))["params"]
+    cands = ["CCO", "N", "CCCCCCNO"]
+    batched = smiles_log_likelihood(model, params, VOCAB, cands, context="CO.", batch_size=2)
+    for cand, score in zip(cands, batched):
+        row = [VOCAB.beg_id] + VOCAB.encode("CO." + cand, add_special=False) + [VOCAB.end_id]
+        logp = jax.nn.log_softmax(model.apply({"params": params}, jnp.asarray([row])))[0]
+        start = 1 + len(VOCAB.encode("CO.", add_special=False))
+        expected = np.mean([logp[t - 1, row[t]] for t in range(start, len(row))])
+        np.testing.assert_allclose(score, expected, rtol=1e-5)
