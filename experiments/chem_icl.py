@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.context_length = 512
     c.steps = 300
     c.batch_size = 8
-    c.eval_batch_size = 10
+    c.eval_batch_size = 8
     c.eval_every = 100
     c.eval_steps = 1  # eval batches: held-out domains in turn, each with its own permutation
     c.log_every = 20

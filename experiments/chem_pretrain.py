@@ -55,9 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.context_length = 100  # tokens per molecule, [BEG] and [END] included; longer ones keep their end
     c.steps = 600
     c.batch_size = 64
-    c.eval_batch_size = 250
+    c.eval_batch_size = 200
     c.eval_every = 200
-    c.eval_steps = 40  # 40 x 250 = all 10,000 shipped eval molecules
+    c.eval_steps = 50  # 50 x 200 = all 10,000 shipped eval molecules
     c.log_every = 20
     c.checkpoint_every = 200
     c.best_metric = "eval/valid/loss"

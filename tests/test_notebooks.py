@@ -14,6 +14,7 @@ EXPECTED = {  # text each notebook prints when it ran through
     "quickstart.ipynb": ["prot_xlstm_102m", "sampled ids"],
     "prot_generation.ipynb": ["context proteins", "inpaint", "generated proteins: 4"],
     "variant_fitness.ipynb": ["effects (10, 20)", "mutants in the window: Spearman"],
+    "chem_generation.ipynb": ["sampled 100 molecules", "validity", "in-context log-likelihood per token"],
 }
 
 

@@ -152,5 +152,10 @@ def grid_image(smiles: Sequence[str], path, per_row: int = 6, max_molecules: int
     Chem = _rdkit()
     mols = [m for m in (Chem.MolFromSmiles(s) for s in smiles if s) if m is not None][:max_molecules]
     if mols:
-        Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(220, 180)).save(str(path))
+        image = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(220, 180))
+        if hasattr(image, "save"):  # a PIL image
+            image.save(str(path))
+        else:  # inside IPython, RDKit returns an IPython PNG image
+            with open(path, "wb") as f:
+                f.write(image.data)
     return len(mols)
