@@ -161,10 +161,16 @@ class SmilesVocab:
 
     @classmethod
     def from_json(cls, data: dict) -> "SmilesVocab":
-        if "token2label" in data:  # Chem-xLSTM's init_arguments.json
-            token2label = data["token2label"]
-            return cls(sorted(token2label, key=token2label.get), "reference")
-        return cls(data["tokens"], data.get("mode", "bioxlstm"))
+        """Ours (``{"mode", "tokens"}``), Chem-xLSTM's ``init_arguments.json`` (its ``token2label``), or
+        a bare ``token2label`` mapping (the ``vocab.json`` of ``python -m bioxlstm_jax.convert``)."""
+        if "tokens" in data:
+            return cls(data["tokens"], data.get("mode", "bioxlstm"))
+        token2label = data.get("token2label", data)
+        if not token2label or not all(isinstance(v, int) for v in token2label.values()):
+            raise ValueError("a SMILES vocabulary JSON holds 'tokens', or a token2label mapping of ints")
+        if sorted(token2label.values()) != list(range(len(token2label))):
+            raise ValueError("token2label ids must be 0..n-1, each once")
+        return cls(sorted(token2label, key=token2label.get), "reference")
 
     def save(self, path: str | os.PathLike) -> None:
         path = Path(path)

@@ -92,6 +92,12 @@ def test_vocab_learned_in_reference_order_and_round_trips(tmp_path):
         '{"token2label": {"[PAD]": 0, "[BEG]": 1, "C": 2, "[END]": 3}, "model_class": "xLSTM"}')
     ref = SmilesVocab.load(tmp_path / "init_arguments.json")
     assert ref.tokens == (PAD, BEG, "C", END) and ref.mode == "reference"
+    # python -m bioxlstm_jax.convert writes the bare token2label mapping as vocab.json
+    (tmp_path / "converted.json").write_text('{"[PAD]": 0, "C": 2, "[BEG]": 1, "[END]": 3}')
+    assert SmilesVocab.load(tmp_path / "converted.json") == ref
+    (tmp_path / "broken.json").write_text('{"[PAD]": 0, "C": 2}')
+    with pytest.raises(ValueError, match="0..n-1"):
+        SmilesVocab.load(tmp_path / "broken.json")
 
 
 def test_readers(tmp_path):
