@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -61,6 +62,11 @@ def generate_smiles(model, params, vocab: SmilesVocab, n: int, rng: jax.Array, *
     return {"smiles": smiles, "finished": np.asarray(finished), "log_likelihood": np.asarray(loglik)}
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _log_probs(model, params, tokens):
+    return jax.nn.log_softmax(model.apply({"params": params}, tokens))
+
+
 def smiles_log_likelihood(model, params, vocab: SmilesVocab, candidates: list[str], *, context: str = "",
                           batch_size: int = 64) -> np.ndarray:
     """Mean log-probability per token of each candidate SMILES (its tokens and ``[END]``), after
@@ -71,7 +77,6 @@ def smiles_log_likelihood(model, params, vocab: SmilesVocab, candidates: list[st
     prefix = [vocab.beg_id, *(vocab.encode(context, add_special=False) if context else [])]
     rows = [prefix + vocab.encode(c, add_special=False) + [vocab.end_id] for c in candidates]
     width = max(len(r) for r in rows)
-    apply = jax.jit(lambda p, t: jax.nn.log_softmax(model.apply({"params": p}, t)))
     scores = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
@@ -79,7 +84,7 @@ def smiles_log_likelihood(model, params, vocab: SmilesVocab, candidates: list[st
         tokens = np.full((batch_size, width), vocab.pad_id, np.int32)
         for b, r in enumerate(chunk):
             tokens[b, :len(r)] = r
-        logp = np.asarray(apply(params, jnp.asarray(tokens)))  # (B, W, V)
+        logp = np.asarray(_log_probs(model, params, jnp.asarray(tokens)))  # (B, W, V)
         for b, r in enumerate(chunk[: min(batch_size, len(rows) - start)]):
             targets = np.arange(len(prefix), len(r))
             scores.append(float(np.mean(logp[b, targets - 1, np.asarray(r)[targets]])))
