@@ -1,0 +1,131 @@
+"""DNA-xLSTM data: the 12-token vocabulary, genome FASTA, windows, reverse complements and MLM masking.
+
+Vocabulary (DNA-xLSTM / Caduceus ``CaduceusTokenizer``): ``[CLS]`` 0, ``[SEP]`` 1, ``[BOS]`` 2,
+``[MASK]`` 3, ``[PAD]`` 4, ``[RESERVED]`` 5, ``[UNK]`` 6, A 7, C 8, G 9, T 10, N 11; the complement map
+swaps A/T and C/G and keeps the rest (``bioxlstm_jax.nn.DNA_COMPLEMENT_MAP``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+from bioxlstm_jax.data.formats import read_fasta
+from bioxlstm_jax.nn.config import DNA_COMPLEMENT_MAP
+
+__all__ = ["VOCAB", "CLS", "SEP", "BOS", "MASK", "PAD", "UNK", "BASE_IDS", "COMPLEMENT", "encode", "decode",
+           "reverse_complement", "read_genome", "read_bed", "bed_windows", "mlm_mask", "GENOME_ALPHABET"]
+
+VOCAB = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]", "A", "C", "G", "T", "N")
+CLS, SEP, BOS, MASK, PAD, RESERVED, UNK = range(7)
+BASE_IDS = {"A": 7, "C": 8, "G": 9, "T": 10, "N": 11}
+COMPLEMENT = np.asarray(DNA_COMPLEMENT_MAP, np.int32)
+# Genome FASTA letters: bases in either case (lower case = soft-masked repeats) and IUPAC ambiguity
+# codes, which become N.
+GENOME_ALPHABET = "ACGTNacgtnRYKMSWBDHVryjkmswbdhv"
+
+_TABLE = np.full(256, UNK, np.int32)
+for _base, _id in BASE_IDS.items():
+    _TABLE[ord(_base)] = _id
+for _code in "RYKMSWBDHV":
+    _TABLE[ord(_code)] = BASE_IDS["N"]
+
+
+def encode(seq: str, *, uppercase: bool = True) -> np.ndarray:
+    """Bases -> ids (int32). ``uppercase=True`` (pretraining tokenizer) reads soft-masked bases as
+    bases; ``False`` (the reference's downstream ``CharacterTokenizer``) maps lower case to ``[UNK]``.
+    IUPAC ambiguity codes map to N; any other character to ``[UNK]``."""
+    if uppercase:
+        seq = seq.upper()
+    return _TABLE[np.frombuffer(seq.encode("latin-1"), np.uint8)]
+
+
+def decode(ids: Iterable[int]) -> str:
+    return "".join(VOCAB[i] if i >= 7 else f"<{VOCAB[i][1:-1]}>" for i in np.asarray(ids).tolist())
+
+
+def reverse_complement(ids: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Reverse complement of id arrays along ``axis`` (specials stay themselves)."""
+    return np.flip(COMPLEMENT[np.asarray(ids)], axis=axis)
+
+
+def read_genome(path: str | os.PathLike) -> dict[str, str]:
+    """``{chromosome: sequence}`` of a genome FASTA (plain, gzip or bgzip; soft-masked lower case and
+    N runs kept as they are). The chromosome name is the header's first word. Raises
+    ``ValueError("<file>:<line>: ...")`` on a character outside ``GENOME_ALPHABET``, text before the
+    first header, an empty record or a repeated chromosome name."""
+    genome = {}
+    for header, seq in read_fasta(path, alphabet=GENOME_ALPHABET):
+        name = header.split()[0] if header.split() else ""
+        if not name:
+            raise ValueError(f"{path}: a FASTA header has no name")
+        if name in genome:
+            raise ValueError(f"{path}: chromosome {name!r} appears twice")
+        genome[name] = seq
+    return genome
+
+
+def read_bed(path: str | os.PathLike) -> list[tuple[str, int, int, str]]:
+    """Rows ``(chrom, start, end, split)`` of a BED file (0-based, end-exclusive; a 4th column is the
+    split, "train" when absent). Comment, ``track`` and ``browser`` lines are skipped."""
+    from bioxlstm_jax.data.formats import open_text
+
+    rows = []
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.split()
+            try:
+                chrom, start, end = fields[0], int(fields[1]), int(fields[2])
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}:{lineno}: expected 'chrom start end [split]', got {line.strip()!r}") from None
+            if not 0 <= start < end:
+                raise ValueError(f"{path}:{lineno}: expected 0 <= start < end, got {start}, {end}")
+            rows.append((chrom, start, end, fields[3] if len(fields) > 3 else "train"))
+    if not rows:
+        raise ValueError(f"{path}: no BED rows")
+    return rows
+
+
+def bed_windows(rows, length: int, chrom_sizes: dict[str, int], span: int = 2**20) -> list[tuple[str, int]]:
+    """Window starts ``(chrom, start)`` as DNA-xLSTM's ``HG38Dataset`` samples them: every BED row is
+    stretched around its centre to ``span`` bp (2^20) and cut into ``span // length`` non-overlapping
+    windows of ``length`` bp, each shifted to lie inside the chromosome."""
+    if length < 1 or span % length:
+        raise ValueError(f"window length {length} must divide the row span {span}")
+    out = []
+    for chrom, start, end, *_ in rows:
+        if chrom not in chrom_sizes:
+            raise ValueError(f"BED row on {chrom!r}: not a chromosome of the genome ({sorted(chrom_sizes)[:5]}...)")
+        size = chrom_sizes[chrom]
+        if size < length:
+            raise ValueError(f"chromosome {chrom!r} ({size} bp) is shorter than a window ({length} bp)")
+        left = (start + end) // 2 - span // 2
+        for k in range(span // length):
+            s = min(max(left + k * length, 0), size - length)
+            out.append((chrom, s))
+    return out
+
+
+def mlm_mask(tokens: np.ndarray, rng: np.random.Generator, probability: float = 0.15):
+    """DNA-xLSTM's masked-LM corruption of id array ``tokens`` (any shape).
+
+    N bases become ``[PAD]`` first (never a target). Each other token is chosen with ``probability``;
+    of the chosen, 80 % become ``[MASK]``, 10 % a uniformly random id of the whole 12-token vocabulary
+    (specials included, as the reference), 10 % stay. Returns ``(inputs, targets, loss_mask)``:
+    targets are the original ids at chosen positions and ``[PAD]`` elsewhere; ``loss_mask`` is 1.0
+    at chosen positions. (The reference can also choose ``[PAD]`` positions, which are then ignored by
+    the loss but may show ``[MASK]`` in the input; here they are never chosen.)
+    """
+    tokens = np.where(np.asarray(tokens) == BASE_IDS["N"], PAD, tokens).astype(np.int32)
+    chosen = (rng.random(tokens.shape) < probability) & (tokens != PAD)
+    action = rng.random(tokens.shape)
+    inputs = tokens.copy()
+    inputs[chosen & (action < 0.8)] = MASK
+    swap = chosen & (action >= 0.8) & (action < 0.9)
+    inputs[swap] = rng.integers(0, len(VOCAB), size=int(swap.sum()))
+    targets = np.where(chosen, tokens, PAD).astype(np.int32)
+    return inputs, targets, chosen.astype(np.float32)

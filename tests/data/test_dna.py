@@ -1,0 +1,92 @@
+"""DNA data: genome FASTA on the shared hg38 fragments, vocabulary, reverse complement, BED windows and
+MLM masking statistics."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from bioxlstm_jax.data import dna
+from tests.helpers import shared_data
+
+HG38 = shared_data("dna", "hg38_fragments")
+
+
+def test_read_genome_plain_gzip_bgzip_soft_masked():
+    chr1 = dna.read_genome(HG38 / "hg38_chr1_1-1000000.fa.gz")
+    chr2 = dna.read_genome(HG38 / "hg38_chr2_1-2333275.fa.gz")  # bgzip, soft-masked
+    assert [len(s) for s in chr1.values()] == [1_000_000] and [len(s) for s in chr2.values()] == [2_333_275]
+    seq2 = next(iter(chr2.values()))
+    assert any(c.islower() for c in seq2[:200_000])  # soft-masked repeats stay lower case
+    for seq in (next(iter(chr1.values())), seq2):
+        ids = dna.encode(seq)
+        assert ids.dtype == np.int32 and not np.any(ids == dna.UNK)
+        assert np.all(np.isin(ids, list(dna.BASE_IDS.values())))
+    assert np.sum(dna.encode(next(iter(chr1.values()))) == dna.BASE_IDS["N"]) > 100_000  # the N run
+
+
+def test_encode_modes_decode_and_reverse_complement():
+    assert dna.encode("ACGTNacgtR").tolist() == [7, 8, 9, 10, 11, 7, 8, 9, 10, 11]
+    assert dna.encode("ACgt", uppercase=False).tolist() == [7, 8, dna.UNK, dna.UNK]  # downstream tokenizer
+    ids = np.array([dna.CLS, 7, 8, 9, 10, 11, dna.PAD])
+    assert dna.decode(dna.reverse_complement(ids)) == "<PAD>NACGT<CLS>"
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 12, size=(3, 50))
+    np.testing.assert_array_equal(dna.reverse_complement(dna.reverse_complement(batch)), batch)
+
+
+@pytest.mark.parametrize("text,match", [
+    (">chr1\nACGTX\n", r":2: characters 'X'"),
+    ("ACGT\n", r":1: expected a FASTA header"),
+    (">chr1\nACGT\n>chr1\nAC\n", "appears twice"),
+    (">chr1\n>chr2\nAC\n", "empty sequence"),
+])
+def test_genome_errors_name_file_and_line(tmp_path, text, match):
+    path = tmp_path / "g.fa.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(text)
+    with pytest.raises(ValueError, match=match):
+        dna.read_genome(path)
+
+
+def test_bed_windows_as_the_reference(tmp_path):
+    bed = tmp_path / "r.bed"
+    bed.write_text("track name=x\nchr1\t600000\t600100\ttrain\nchr1\t10\t20\tvalid\n")
+    rows = dna.read_bed(bed)
+    assert rows == [("chr1", 600000, 600100, "train"), ("chr1", 10, 20, "valid")]
+    windows = dna.bed_windows(rows, 2**18, {"chr1": 1_000_000})
+    assert len(windows) == 2 * 4
+    starts = [s for _, s in windows]
+    assert starts[:4] == [min(600050 - 2**19 + k * 2**18, 1_000_000 - 2**18) for k in range(4)]
+    assert starts[4] == 0 and all(0 <= s <= 1_000_000 - 2**18 for s in starts)  # shifted inside
+    (tmp_path / "bad.bed").write_text("chr1\tx\t5\n")
+    with pytest.raises(ValueError, match=r"bad.bed:1: expected 'chrom start end"):
+        dna.read_bed(tmp_path / "bad.bed")
+    with pytest.raises(ValueError, match="not a chromosome"):
+        dna.bed_windows([("chrX", 0, 10, "train")], 1024, {"chr1": 10**6})
+
+
+def test_mlm_masking_statistics():
+    seq = next(iter(dna.read_genome(HG38 / "hg38_chr1_1-1000000.fa.gz").values()))
+    tokens = dna.encode(seq[:600_000])
+    inputs, targets, mask = dna.mlm_mask(tokens, np.random.default_rng(0))
+    is_n = tokens == dna.BASE_IDS["N"]
+    assert is_n.sum() > 1000 and not mask[is_n].any() and np.all(targets[is_n] == dna.PAD)  # N never a target
+    bases = (~is_n).sum()
+    chosen = mask > 0
+    p = chosen.sum() / bases
+    assert abs(p - 0.15) < 4 * np.sqrt(0.15 * 0.85 / bases)
+    np.testing.assert_array_equal(targets[chosen], tokens[chosen])
+    assert np.all(targets[~chosen] == dna.PAD)
+    n = chosen.sum()
+    masked = np.mean(inputs[chosen] == dna.MASK)
+    kept = np.mean(inputs[chosen] == tokens[chosen])
+    # 80 % [MASK]; kept = 10 % unchanged + 10 % x 1/12 random draws of the same id
+    assert abs(masked - (0.8 + 0.1 / 12)) < 4 * np.sqrt(0.8 * 0.2 / n)
+    assert abs(kept - (0.1 + 0.1 / 12)) < 4 * np.sqrt(0.11 * 0.89 / n)
+    # random replacements are uniform over all 12 ids: ids that are never an original base
+    # (specials and N) each get 1/12 of the ~10 % swapped positions
+    counts = np.bincount(inputs[chosen], minlength=12)[[0, 1, 2, 4, 5, 6, 11]]
+    expected = 0.1 * n / 12
+    assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected)), counts
+    assert np.all(inputs[~chosen] == np.where(is_n, dna.PAD, tokens)[~chosen])
