@@ -16,7 +16,8 @@ from bioxlstm_jax.data.formats import read_fasta
 from bioxlstm_jax.nn.config import DNA_COMPLEMENT_MAP
 
 __all__ = ["VOCAB", "CLS", "SEP", "BOS", "MASK", "PAD", "UNK", "BASE_IDS", "COMPLEMENT", "encode", "decode",
-           "reverse_complement", "read_genome", "read_bed", "bed_windows", "mlm_mask", "GENOME_ALPHABET"]
+           "reverse_complement", "read_genome", "read_bed", "bed_windows", "mlm_mask", "GENOME_ALPHABET",
+           "read_labeled_sequences"]
 
 VOCAB = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]", "A", "C", "G", "T", "N")
 CLS, SEP, BOS, MASK, PAD, RESERVED, UNK = range(7)
@@ -129,3 +130,55 @@ def mlm_mask(tokens: np.ndarray, rng: np.random.Generator, probability: float = 
     inputs[swap] = rng.integers(0, len(VOCAB), size=int(swap.sum()))
     targets = np.where(chosen, tokens, PAD).astype(np.int32)
     return inputs, targets, chosen.astype(np.float32)
+
+
+def read_labeled_sequences(path: str | os.PathLike, task: str | None = None) -> tuple[list[str], np.ndarray]:
+    """``(sequences, labels)`` of a sequence-classification table (gzip transparent).
+
+    Formats: GUE (``sequence,label`` CSV), Genomic Benchmarks (``seq<TAB>label``) and Nucleotide
+    Transformer (``sequence, name, label, task``: ``task`` picks the rows of one task and is required
+    when the column exists). The delimiter is a tab when the header has one, else a comma. Errors name
+    the file and line: a missing column, a label that is not an integer, an empty sequence, a character
+    outside A/C/G/T/N (either case).
+    """
+    import csv
+
+    from bioxlstm_jax.data.formats import open_text
+
+    allowed = set("ACGTNacgtn")
+    sequences, labels, tasks = [], [], set()
+    with open_text(path) as f:
+        header_line = f.readline()
+        delimiter = "\t" if "\t" in header_line else ","
+        header = [h.strip().lower() for h in next(csv.reader([header_line], delimiter=delimiter))]
+        seq_col = next((header.index(n) for n in ("sequence", "seq") if n in header), None)
+        if seq_col is None or "label" not in header:
+            raise ValueError(f"{path}:1: expected columns 'sequence' (or 'seq') and 'label', got {header}")
+        label_col = header.index("label")
+        task_col = header.index("task") if "task" in header else None
+        if task_col is not None and task is None:
+            raise ValueError(f"{path}: a multi-task table (column 'task'): choose one task")
+        for lineno, row in enumerate(csv.reader(f, delimiter=delimiter), 2):
+            if not row or not "".join(row).strip():
+                continue
+            if task_col is not None:
+                tasks.add(row[task_col])
+                if row[task_col] != task:
+                    continue
+            seq = row[seq_col].strip() if seq_col < len(row) else ""
+            if not seq:
+                raise ValueError(f"{path}:{lineno}: empty sequence")
+            bad = set(seq) - allowed
+            if bad:
+                raise ValueError(f"{path}:{lineno}: characters {''.join(sorted(bad))!r} are not bases (A, C, G, T, N)")
+            try:
+                labels.append(int(row[label_col]))
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}:{lineno}: label must be an integer, got "
+                                 f"{row[label_col] if label_col < len(row) else ''!r}") from None
+            sequences.append(seq)
+    if task_col is not None and task not in tasks:
+        raise ValueError(f"{path}: no task {task!r}; tasks: {sorted(tasks)}")
+    if not sequences:
+        raise ValueError(f"{path}: no sequences")
+    return sequences, np.asarray(labels, np.int32)

@@ -90,3 +90,24 @@ def test_mlm_masking_statistics():
     expected = 0.1 * n / 12
     assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected)), counts
     assert np.all(inputs[~chosen] == np.where(is_n, dna.PAD, tokens)[~chosen])
+
+
+def test_labeled_sequences_in_the_three_benchmark_formats(tmp_path):
+    seqs, labels = dna.read_labeled_sequences(shared_data("dna", "gue", "tf", "0", "train.csv.gz"))
+    assert len(seqs) == len(labels) > 1000 and set(labels.tolist()) == {0, 1}
+    assert {len(s) for s in seqs} == {101}
+    seqs, labels = dna.read_labeled_sequences(
+        shared_data("dna", "genomic_benchmarks", "sequences", "fmhub_promoters_nontata_test.tsv.gz"))
+    assert len(seqs) == 9034 and set(labels.tolist()) == {0, 1}
+    nt = shared_data("dna", "nucleotide_transformer", "fmhub_nt_toy_train_1500.tsv.gz")
+    seqs, labels = dna.read_labeled_sequences(nt, task="H3K27ac")
+    assert 0 < len(seqs) < 1500
+    with pytest.raises(ValueError, match="choose one task"):
+        dna.read_labeled_sequences(nt)
+    with pytest.raises(ValueError, match="no task 'nope'; tasks: \\['"):
+        dna.read_labeled_sequences(nt, task="nope")
+    for text, match in [("seq,y\nACGT,1\n", ":1: expected columns"), ("sequence,label\nACGT,x\n", ":2: label must"),
+                        ("sequence,label\nACGU,1\n", ":2: characters 'U'"), ("sequence,label\n,1\n", ":2: empty")]:
+        (tmp_path / "t.csv").write_text(text)
+        with pytest.raises(ValueError, match=match):
+            dna.read_labeled_sequences(tmp_path / "t.csv")
