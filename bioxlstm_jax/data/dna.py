@@ -8,7 +8,7 @@ swaps A/T and C/G and keeps the rest (``bioxlstm_jax.nn.DNA_COMPLEMENT_MAP``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -16,8 +16,11 @@ from bioxlstm_jax.data.formats import read_fasta
 from bioxlstm_jax.nn.config import DNA_COMPLEMENT_MAP
 
 __all__ = ["VOCAB", "CLS", "SEP", "BOS", "MASK", "PAD", "UNK", "BASE_IDS", "COMPLEMENT", "encode", "decode",
-           "reverse_complement", "read_genome", "read_bed", "bed_windows", "mlm_mask", "GENOME_ALPHABET",
-           "read_labeled_sequences"]
+           "reverse_complement", "read_genome", "read_genome_records", "Genome", "GenomeWindows",
+           "genome_windows", "read_bed", "bed_windows", "mlm_mask", "GENOME_ALPHABET",
+           "read_labeled_sequences", "OBJECTIVES", "lm_example"]
+
+OBJECTIVES = ("mlm", "clm")
 
 VOCAB = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]", "A", "C", "G", "T", "N")
 CLS, SEP, BOS, MASK, PAD, RESERVED, UNK = range(7)
@@ -52,20 +55,112 @@ def reverse_complement(ids: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.flip(COMPLEMENT[np.asarray(ids)], axis=axis)
 
 
-def read_genome(path: str | os.PathLike) -> dict[str, str]:
-    """``{chromosome: sequence}`` of a genome FASTA (plain, gzip or bgzip; soft-masked lower case and
-    N runs kept as they are). The chromosome name is the header's first word. Raises
-    ``ValueError("<file>:<line>: ...")`` on a character outside ``GENOME_ALPHABET``, text before the
-    first header, an empty record or a repeated chromosome name."""
-    genome = {}
+def read_genome_records(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """``(chromosome, sequence)`` of a genome FASTA in file order (plain, gzip or bgzip; soft-masked
+    lower case and N runs kept as they are). The chromosome name is the header's first word. Raises
+    ``ValueError("<file>:<line>: ...")`` on a character outside ``GENOME_ALPHABET`` or text before the
+    first header, and ``ValueError`` on an empty record or a repeated chromosome name."""
+    seen = set()
     for header, seq in read_fasta(path, alphabet=GENOME_ALPHABET):
         name = header.split()[0] if header.split() else ""
         if not name:
             raise ValueError(f"{path}: a FASTA header has no name")
-        if name in genome:
+        if name in seen:
             raise ValueError(f"{path}: chromosome {name!r} appears twice")
-        genome[name] = seq
-    return genome
+        seen.add(name)
+        yield name, seq
+
+
+def read_genome(path: str | os.PathLike) -> dict[str, str]:
+    """``{chromosome: sequence}`` of a genome FASTA in memory (see ``read_genome_records``)."""
+    return dict(read_genome_records(path))
+
+
+class Genome:
+    """Random access to a genome FASTA prepared once as a TFDS dataset of blocks
+    (``tfds_builders.genome_blocks``): ``sizes`` ``{chrom: bp}``, ``fetch(chrom, start, length)``."""
+
+    def __init__(self, fasta: str | os.PathLike, data_dir: str | os.PathLike | None = None):
+        from bioxlstm_jax.data.tfds_builders import GENOME_BLOCK, genome_blocks
+
+        self.fasta = str(fasta)
+        self._source = genome_blocks(fasta, data_dir)
+        self._block = GENOME_BLOCK
+        self.sizes, self._first = {}, {}
+        i = 0
+        while i < len(self._source):  # one read per chromosome: blocks are stored in file order
+            r = self._source[i]
+            chrom, size = _text(r["chrom"]), int(r["chrom_length"])
+            if int(r["offset"]) != 0 or chrom in self.sizes:
+                raise RuntimeError(f"{fasta}: the prepared genome blocks are out of order; delete the prepared "
+                                   "dataset (genome_*) under the TFDS data dir and re-run")
+            self.sizes[chrom], self._first[chrom] = size, i
+            i += -(-size // GENOME_BLOCK)
+
+    def fetch(self, chrom: str, start: int, length: int) -> str:
+        """Bases ``[start, start + length)`` of ``chrom`` (0-based), case kept."""
+        if chrom not in self.sizes:
+            raise KeyError(f"{self.fasta}: no chromosome {chrom!r}")
+        if start < 0 or start + length > self.sizes[chrom]:
+            raise ValueError(f"{chrom}:{start}-{start + length} is outside the chromosome (0-{self.sizes[chrom]})")
+        b0, b1 = start // self._block, (start + length - 1) // self._block
+        text = "".join(_text(self._source[self._first[chrom] + b]["sequence"]) for b in range(b0, b1 + 1))
+        return text[start - b0 * self._block:][:length]
+
+
+def _text(x) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+class GenomeWindows:
+    """Random-access source of windows ``{"chrom", "start", "sequence"}`` (``len`` and ``[i]``) over a
+    ``Genome``, for ``bioxlstm_jax.data.lm_batches``."""
+
+    def __init__(self, genome: Genome, starts: list[tuple[str, int]], length: int):
+        self.genome, self.starts, self.length = genome, list(starts), int(length)
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        chrom, start = self.starts[i]
+        return {"chrom": chrom, "start": start, "sequence": self.genome.fetch(chrom, start, self.length)}
+
+
+def genome_windows(fasta: str | os.PathLike, length: int, *, bed: str | os.PathLike | None = None,
+                   valid_fraction: float = 0.05, min_acgt: float = 0.5,
+                   data_dir: str | os.PathLike | None = None) -> dict[str, GenomeWindows]:
+    """``{split: GenomeWindows}`` of windows of ``length`` bp.
+
+    With ``bed``: DNA-xLSTM's ``HG38Dataset`` windows (``bed_windows``), splits from the BED's 4th
+    column. Without (our rule, for a bare genome): each chromosome tiled by non-overlapping windows,
+    windows with less than ``min_acgt`` A/C/G/T (e.g. N runs) dropped, and the last ``valid_fraction``
+    of each chromosome's windows (at least one when it has two) held out as ``"valid"``.
+    """
+    genome = Genome(fasta, data_dir)
+    if bed is not None:
+        rows = read_bed(bed)
+        splits: dict[str, list] = {}
+        for row in rows:
+            splits.setdefault(row[3], []).extend(bed_windows([row], length, genome.sizes))
+        return {split: GenomeWindows(genome, starts, length) for split, starts in splits.items()}
+    if not 0 <= valid_fraction < 1:
+        raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
+    train, valid = [], []
+    for chrom, size in genome.sizes.items():
+        n = size // length
+        if n == 0:
+            continue
+        seq = np.frombuffer(genome.fetch(chrom, 0, n * length).upper().encode("latin-1"), np.uint8)
+        acgt = np.isin(seq, np.frombuffer(b"ACGT", np.uint8)).reshape(n, length).mean(1)
+        starts = [(chrom, k * length) for k in range(n) if acgt[k] >= min_acgt]
+        held = int(np.ceil(valid_fraction * len(starts))) if len(starts) > 1 and valid_fraction else 0
+        train += starts[:len(starts) - held]
+        valid += starts[len(starts) - held:]
+    if not train:
+        raise ValueError(f"{fasta}: no window of {length} bp with at least {min_acgt:.0%} A/C/G/T")
+    return {"train": GenomeWindows(genome, train, length), **({"valid": GenomeWindows(genome, valid, length)}
+                                                               if valid else {})}
 
 
 def read_bed(path: str | os.PathLike) -> list[tuple[str, int, int, str]]:
@@ -182,3 +277,23 @@ def read_labeled_sequences(path: str | os.PathLike, task: str | None = None) -> 
     if not sequences:
         raise ValueError(f"{path}: no sequences")
     return sequences, np.asarray(labels, np.int32)
+
+
+def lm_example(sequence: str, rng: np.random.Generator, *, objective: str, rc_aug: bool = False,
+               mlm_probability: float = 0.15) -> dict[str, np.ndarray]:
+    """A pretraining example from a window of bases (DNA-xLSTM's ``HG38Dataset``): upper-cased ids,
+    reverse-complemented with probability 0.5 when ``rc_aug``, then
+
+    * ``"clm"``: ``{"tokens"}`` = ids + ``[SEP]`` (L + 1 ids; the model reads the first L and predicts
+      the last L);
+    * ``"mlm"``: ``{"tokens", "targets", "loss_mask"}`` from ``mlm_mask`` (L ids each).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    ids = encode(sequence)
+    if rc_aug and rng.random() < 0.5:
+        ids = reverse_complement(ids)
+    if objective == "clm":
+        return {"tokens": np.append(ids, np.int32(SEP)).astype(np.int32)}
+    inputs, targets, loss_mask = mlm_mask(ids, rng, mlm_probability)
+    return {"tokens": inputs, "targets": targets, "loss_mask": loss_mask}

@@ -21,7 +21,7 @@ from typing import Any
 import grain
 import numpy as np
 
-__all__ = ["lm_batches"]
+__all__ = ["lm_batches", "array_batches"]
 
 
 def _crop(example: dict, seq_len: int) -> dict:
@@ -105,6 +105,45 @@ def lm_batches(source: Sequence[Any], *, batch_size: int, seq_len: int, seed: in
     else:
         ds = _rows_of_global_batches(ds, batch_size, shard_index, shard_count).to_iter_dataset()
         ds = ds.map(lambda ex: _pad(ex, seq_len, pad_id)).batch(batch_size, drop_remainder=True)
+    if prefetch:
+        ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch)
+    return ds
+
+
+def array_batches(arrays: dict[str, np.ndarray], *, batch_size: int, seed: int = 0,
+                  transform: Callable[[dict, np.random.Generator], dict] | None = None, shard_index: int = 0,
+                  shard_count: int = 1, shuffle: bool = True, num_epochs: int | None = None,
+                  prefetch: int = 2) -> grain.IterDataset:
+    """Batches of rows of equal-length arrays ``{name: (N, ...)}`` (e.g. padded tokens and labels).
+
+    Order, ``transform(row, rng)`` and sharding as ``lm_batches(pack=False)``. For one unshuffled pass
+    (``num_epochs=1``, ``shuffle=False``: evaluation) every row is served once: the last global batch
+    is filled with copies of row 0 and every batch carries ``weight`` (1.0 real, 0.0 filler), which
+    the losses use. Checkpointable like ``lm_batches``.
+    """
+    n = len(next(iter(arrays.values())))
+    if any(len(a) != n for a in arrays.values()):
+        raise ValueError(f"arrays must have the same length, got { {k: len(a) for k, a in arrays.items()} }")
+    if n < shard_count:
+        raise ValueError(f"{n} rows, fewer than the {shard_count} shards")
+    weight = np.ones(n, np.float32)
+    index = np.arange(n)
+    if num_epochs == 1 and not shuffle:
+        fill = -n % (batch_size * shard_count)
+        index = np.concatenate([index, np.zeros(fill, index.dtype)])
+        weight = np.concatenate([weight, np.zeros(fill, np.float32)])
+
+    def row(j):
+        return {**{k: a[index[j]] for k, a in arrays.items()}, "weight": weight[j]}
+
+    ds = grain.MapDataset.range(len(index))
+    if shuffle:
+        ds = ds.shuffle(seed=seed)
+    ds = ds.repeat(num_epochs).map(row)
+    if transform is not None:
+        ds = ds.random_map(transform, seed=seed)
+    ds = _rows_of_global_batches(ds, batch_size, shard_index, shard_count).to_iter_dataset()
+    ds = ds.batch(batch_size, drop_remainder=True)
     if prefetch:
         ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=prefetch)
     return ds

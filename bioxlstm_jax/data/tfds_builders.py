@@ -3,8 +3,10 @@
 ``sequence_records(files, data_dir)`` prepares (once) and opens random-access sources of
 ``{"id": str, "sequence": str}`` records, one per split, ready for ``lm_batches``;
 ``homolog_clusters(root, splits, data_dir)`` does the same for homolog clusters (one record per MSA
-file: ``{"id", "proteins"}``, the unaligned proteins joined by newlines). A prepared dataset is keyed
-by its files' paths, sizes and modification times, so editing a file re-prepares.
+file: ``{"id", "proteins"}``, the unaligned proteins joined by newlines); ``genome_blocks(fasta, data_dir)``
+stores a genome as fixed-size blocks for random access to windows (``bioxlstm_jax.data.dna``). A
+prepared dataset is keyed by its files' paths, sizes and modification times, so editing a file
+re-prepares.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from bioxlstm_jax.data.formats import open_text, read_fasta, read_lines, read_msa
@@ -20,7 +23,7 @@ from bioxlstm_jax.data.protein import clean_sequence
 from bioxlstm_jax.data.smiles import read_smiles
 
 __all__ = ["SequenceFiles", "sequence_records", "HomologClusters", "homolog_clusters", "find_clusters",
-           "default_data_dir"]
+           "default_data_dir", "GenomeBlocks", "genome_blocks", "GENOME_BLOCK"]
 
 
 def default_data_dir() -> str:
@@ -162,3 +165,48 @@ def homolog_clusters(root: str | os.PathLike, splits: dict, data_dir: str | os.P
     builder = HomologClusters(clusters=clusters, data_dir=str(data_dir or default_data_dir()))
     builder.download_and_prepare()
     return {split: builder.as_data_source(split) for split in clusters}
+
+
+GENOME_BLOCK = 2**16  # bases per stored genome block
+
+
+class GenomeBlocks(tfds.core.GeneratorBasedBuilder):
+    """A genome FASTA as records ``{"chrom", "chrom_length", "offset", "sequence"}`` of
+    ``GENOME_BLOCK`` bases (the last block of a chromosome is shorter), in file order; soft-masked
+    lower case and N runs are kept. One split, ``"genome"``."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def __init__(self, *, fasta: str, **kwargs):
+        self._fasta = str(Path(fasta).absolute())
+        if not Path(self._fasta).is_file():
+            raise FileNotFoundError(f"{self._fasta}: no such file")
+        kwargs.setdefault("config", tfds.core.BuilderConfig(name=f"genome_{_files_key([self._fasta])[:16]}"))
+        super().__init__(file_format="array_record", **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "chrom": tfds.features.Text(), "chrom_length": tfds.features.Scalar(dtype=np.int64),
+                "offset": tfds.features.Scalar(dtype=np.int64), "sequence": tfds.features.Text()}),
+            disable_shuffling=True)
+
+    def _split_generators(self, dl_manager):
+        return {"genome": self._generate_examples()}
+
+    def _generate_examples(self):
+        from bioxlstm_jax.data.dna import read_genome_records
+
+        n = 0
+        for chrom, seq in read_genome_records(self._fasta):
+            for offset in range(0, len(seq), GENOME_BLOCK):
+                yield n, {"chrom": chrom, "chrom_length": len(seq), "offset": offset,
+                          "sequence": seq[offset:offset + GENOME_BLOCK]}
+                n += 1
+
+
+def genome_blocks(fasta: str | os.PathLike, data_dir: str | os.PathLike | None = None):
+    """Random-access source of a genome's blocks (see ``GenomeBlocks``), prepared once per file."""
+    builder = GenomeBlocks(fasta=str(fasta), data_dir=str(data_dir or default_data_dir()))
+    builder.download_and_prepare()
+    return builder.as_data_source("genome")

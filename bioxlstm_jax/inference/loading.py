@@ -9,13 +9,16 @@ from pathlib import Path
 from bioxlstm_jax.nn.config import XLSTMConfig
 from bioxlstm_jax.nn.model import XLSTMLM
 
-__all__ = ["load_lm"]
+__all__ = ["load_lm", "restore_params"]
 
 
 def _restore_params(step_dir: Path, item: str):
+    import warnings
+
     import orbax.checkpoint as ocp
 
-    with ocp.PyTreeCheckpointer() as ckptr:
+    with ocp.PyTreeCheckpointer() as ckptr, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sharding info not provided")  # restored to one host: expected
         tree = ckptr.restore(step_dir / item)
     return tree["params"] if item == "state" else tree
 
@@ -47,10 +50,18 @@ def load_lm(path: str | os.PathLike, which: str = "best") -> tuple[XLSTMLM, dict
         config = XLSTMConfig.from_dict(json.loads((path / "model.json").read_text()))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path / 'model.json'}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    return XLSTMLM(config), restore_params(path, which)
+
+
+def restore_params(workdir: str | os.PathLike, which: str = "best"):
+    """The params of a training workdir: ``"best"`` (best eval metric, else the latest) or ``"latest"``."""
+    path = Path(workdir).absolute()
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     best = _latest_step(path / "best") if which == "best" else None
     if best is not None:
-        return XLSTMLM(config), _restore_params(best, "params")
+        return _restore_params(best, "params")
     latest = _latest_step(path / "checkpoints")
     if latest is None:
         raise FileNotFoundError(f"{path}: the run has no checkpoint yet (checkpoints/ is empty)")
-    return XLSTMLM(config), _restore_params(latest, "state")
+    return _restore_params(latest, "state")

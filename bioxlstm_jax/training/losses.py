@@ -55,9 +55,9 @@ def masked_lm_sums(logits: jax.Array, targets: jax.Array, loss_mask: jax.Array) 
     return _sums(logits, targets, loss_mask)
 
 
-def classification_sums(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
-    """Cross-entropy of (B, C) logits against (B,) integer labels."""
-    return _sums(logits, labels, jnp.ones(labels.shape, jnp.float32))
+def classification_sums(logits: jax.Array, labels: jax.Array, weight: jax.Array | None = None) -> dict[str, jax.Array]:
+    """Cross-entropy of (B, C) logits against (B,) integer labels; ``weight`` (B,) 0/1 drops filler rows."""
+    return _sums(logits, labels, jnp.ones(labels.shape, jnp.float32) if weight is None else weight)
 
 
 def summarize(sums: dict) -> dict[str, float]:

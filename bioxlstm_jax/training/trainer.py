@@ -50,6 +50,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.async_checkpoint = True
     c.best_metric = "eval/loss"  # "" = no best-checkpoint
+    c.best_mode = "min"  # or "max" (e.g. eval/accuracy)
+    c.patience = 0  # early stopping: stop after this many evaluations without a better best_metric (0 = off)
     c.optimizer = ml_collections.ConfigDict(dict(
         name="adamw", lr=6e-4, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, weight_decay_exclude="", clip_norm=1.0,
         schedule="constant", warmup_steps=500, warmup_init_lr=0.0, min_lr=1e-4))
@@ -81,6 +83,7 @@ class Task:
     model_config: the language model's ``XLSTMConfig``, written to ``workdir/model.json`` so that
       ``bioxlstm_jax.inference.load_lm(workdir)`` can rebuild the model (None: not written).
     files: more text files for the workdir, ``{name: content}`` (e.g. a tokenizer's ``vocab.json``).
+    eval_loss: the loss for evaluation when it differs from ``loss`` (e.g. RC-conjoined); None = ``loss``.
     """
 
     init: Callable[[jax.Array, dict], Any]
@@ -89,6 +92,7 @@ class Task:
     eval_data: Callable[[int, int, int], Iterable[dict]] | None = None
     model_config: Any = None
     files: dict = dataclasses.field(default_factory=dict)
+    eval_loss: Callable[[Any, dict, jax.Array], dict] | None = None
 
 
 def init_state(task: Task, optimizer: optax.GradientTransformation, seed: int, batch: dict) -> TrainState:
@@ -148,8 +152,10 @@ def make_train_step(task: Task, optimizer, schedule, grad_accum: int = 1):
 
 
 def make_eval_step(task: Task):
+    loss = task.eval_loss or task.loss
+
     def eval_fn(params, batch):
-        return task.loss(params, batch, jax.random.PRNGKey(0))
+        return loss(params, batch, jax.random.PRNGKey(0))
 
     return eval_fn
 
@@ -232,7 +238,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
 
     data_iter = iter(task.train_data(local_batch, proc, n_proc))
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoint,
-                       best_metric=config.best_metric or None)
+                       best_metric=config.best_metric or None, best_mode=config.get("best_mode", "min"))
     start = ckpt.latest_step()
     if start is None:
         state = jax.jit(lambda b: init_state(task, optimizer, config.seed, b), out_shardings=state_sharding)(
@@ -255,6 +261,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
                 f"checkpoint is step {last} in {workdir / 'checkpoints'}" if last is not None else
                 f"non-finite loss or gradient at step {bad + 1}; stopped before any checkpoint was saved")
 
+    patience = config.get("patience", 0)
+    if patience and not config.best_metric:
+        raise ValueError("config.patience needs config.best_metric")
+    if config.get("best_mode", "min") not in ("min", "max"):
+        raise ValueError(f"config.best_mode must be 'min' or 'max', got {config.best_mode!r}")
+    sign = 1.0 if config.get("best_mode", "min") == "min" else -1.0
+    early = {"best": float("inf"), "since": 0}  # since the last improvement, counted from this (re)start
+
     def evaluate(step, params):
         sums = None
         batches = itertools.islice(task.eval_data(config.eval_batch_size // n_proc, proc, n_proc), config.eval_steps)
@@ -265,7 +279,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
             raise ValueError("eval_data yielded no batches")
         metrics = {f"eval/{k}": v for k, v in losses.summarize(jax.device_get(sums)).items()}
         logger.write(step, metrics)
+        if config.best_metric and config.best_metric not in metrics:
+            raise KeyError(f"config.best_metric={config.best_metric!r} is not an eval metric: {sorted(metrics)}")
         ckpt.save_best(step, params, metrics)
+        if config.best_metric:
+            value = sign * float(metrics[config.best_metric])
+            early["since"] = 0 if value < early["best"] else early["since"] + 1
+            early["best"] = min(early["best"], value)
         if primary:
             plot_curves(workdir)
         return metrics
@@ -296,13 +316,20 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
                         bar.set_postfix(loss=f"{record['train/loss']:.4f}",
                                         tok_s=f"{record['train/tokens_per_s']:.3g}")
                     acc, acc_steps, t_last = None, 0, time.perf_counter()
+                stop_early = False
                 if task.eval_data is not None and config.eval_every and (step % config.eval_every == 0 or last):
                     evaluate(step, state.params)
-                if step % config.checkpoint_every == 0 or last or stop.signal:
+                    stop_early = bool(patience) and early["since"] >= patience and not last
+                if step % config.checkpoint_every == 0 or last or stop.signal or stop_early:
                     check_finite(state)
                     ckpt.save(step, state, data_iter, config_dict)
                 if bar is not None:
                     bar.update(1)
+                if stop_early:
+                    if bar is not None:
+                        bar.write(f"early stop at step {step}: {config.best_metric} has not improved in {patience} "
+                                  "evaluations")
+                    break
                 if stop.signal:
                     if bar is not None:
                         bar.write(f"{stop.signal}: saved step {step} to {workdir / 'checkpoints'}; exiting")
