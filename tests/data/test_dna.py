@@ -111,3 +111,63 @@ def test_labeled_sequences_in_the_three_benchmark_formats(tmp_path):
         (tmp_path / "t.csv").write_text(text)
         with pytest.raises(ValueError, match=match):
             dna.read_labeled_sequences(tmp_path / "t.csv")
+
+
+CHR2 = HG38 / "hg38_chr2_1-2333275.fa.gz"
+
+
+@pytest.fixture(scope="module")
+def windows(tmp_path_factory):
+    return dna.genome_windows(CHR2, 1000, data_dir=tmp_path_factory.mktemp("tfds"), valid_fraction=0.1)
+
+
+def test_genome_windows_from_the_tfds_blocks_equal_the_fasta(windows):
+    chr2 = dna.read_genome(CHR2)["chr2"]
+    genome = windows["train"].genome
+    assert genome.sizes == {"chr2": 2_333_275}
+    # across a block boundary (blocks of 2^16), at the end, and soft-masked case kept
+    for start, n in [(65_530, 20), (0, 70_000), (2_333_275 - 7, 7), (131_000, 2_000)]:
+        assert genome.fetch("chr2", start, n) == chr2[start:start + n]
+    with pytest.raises(ValueError, match="outside"):
+        genome.fetch("chr2", 2_333_270, 10)
+    n_windows = 2_333_275 // 1000
+    train, valid = windows["train"], windows["valid"]
+    assert len(train) + len(valid) == n_windows - 10  # the first 10 kb are N: dropped (< 50 % ACGT)
+    assert len(valid) == int(np.ceil(0.1 * (n_windows - 10)))
+    assert max(s for _, s in train.starts) < min(s for _, s in valid.starts)  # the held-out tail
+    for source in (train, valid):
+        for i in (0, len(source) // 2, len(source) - 1):
+            r = source[i]
+            assert r["sequence"] == chr2[r["start"]:r["start"] + 1000] and r["start"] % 1000 == 0
+
+
+def test_genome_windows_from_a_bed_follow_hg38dataset(tmp_path):
+    bed = tmp_path / "regions.bed"
+    bed.write_text("chr2\t1000000\t1100000\ttrain\nchr2\t2000000\t2100000\tvalid\n")
+    out = dna.genome_windows(CHR2, 2**14, bed=bed, data_dir=tmp_path / "t")
+    assert sorted(out) == ["train", "valid"] and len(out["train"]) == len(out["valid"]) == 2**20 // 2**14
+    assert out["train"].starts == dna.bed_windows([("chr2", 1000000, 1100000)], 2**14, {"chr2": 2_333_275})
+    assert out["valid"].starts[-1] == ("chr2", 2_333_275 - 2**14)  # shifted inside the chromosome
+
+
+def test_malformed_genome_fasta_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.fa"
+    bad.write_text(">chr1\nACGTACGT\nACGU\n")
+    with pytest.raises(ValueError, match=r"bad.fa:3"):
+        dna.genome_windows(bad, 4, data_dir=tmp_path / "tfds")
+
+
+def test_lm_examples_clm_and_mlm(windows):
+    seq = windows["train"][5]["sequence"]
+    rng = np.random.default_rng(0)
+    clm = dna.lm_example(seq, rng, objective="clm")
+    assert clm["tokens"].tolist() == dna.encode(seq).tolist() + [dna.SEP]
+    mlm = dna.lm_example(seq, rng, objective="mlm")
+    assert {k: v.shape for k, v in mlm.items()} == {k: (1000,) for k in ("tokens", "targets", "loss_mask")}
+    chosen = mlm["loss_mask"] > 0
+    assert np.array_equal(mlm["targets"][chosen], dna.encode(seq)[chosen]) and np.all(mlm["targets"][~chosen] == dna.PAD)
+    flips = [dna.lm_example(seq, np.random.default_rng(s), objective="clm", rc_aug=True)["tokens"][:-1] for s in range(200)]
+    rc = sum(np.array_equal(f, dna.reverse_complement(dna.encode(seq))) for f in flips)
+    assert sum(np.array_equal(f, dna.encode(seq)) for f in flips) + rc == 200 and 70 < rc < 130
+    with pytest.raises(ValueError, match="objective"):
+        dna.lm_example(seq, rng, objective="fim")

@@ -145,3 +145,23 @@ def test_tfds_builder_array_record_without_tensorflow(tmp_path):
     (batch,) = take(lm_batches(srcs["validation"], batch_size=2, seq_len=64, transform=to_tokens), 1)
     assert batch["tokens"].shape == (2, 64) and batch["tokens"].max() <= 25
     assert list(itertools.islice(srcs["validation"], 1))
+
+
+def test_array_batches_eval_pass_serves_every_row_once_with_filler_weights():
+    from bioxlstm_jax.data import array_batches
+
+    n = 21
+    arrays = {"x": np.arange(n * 3).reshape(n, 3), "labels": np.arange(n)}
+    rows, weights = [], []
+    for shard in range(2):
+        for b in array_batches(arrays, batch_size=4, shuffle=False, num_epochs=1, shard_index=shard, shard_count=2):
+            assert b["x"].shape == (4, 3)
+            rows += b["labels"].tolist()
+            weights += b["weight"].tolist()
+    real = [r for r, w in zip(rows, weights) if w == 1.0]
+    assert sorted(real) == list(range(n)) and len(rows) == 24 and weights.count(0.0) == 3
+    it = iter(array_batches(arrays, batch_size=4, seed=3))
+    first = [next(it)["labels"].tolist() for _ in range(5)]  # shuffled, endless
+    flat = sum(first, [])
+    assert len(set(flat)) == 20 and flat != sorted(flat)  # one shuffled epoch of 21 rows
+    assert all(b == 1.0 for b in next(it)["weight"])
