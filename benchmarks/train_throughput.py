@@ -161,11 +161,16 @@ def worker_torch(preset, B, S, steps, dtype):
     return {"seconds_per_step": t, "peak_memory_bytes": int(peak), "params": int(n_params)}
 
 
-def _run_worker(impl, case, steps, dtype, backend, chunk_size):
+def _run_worker(impl, case, steps, dtype, backend, chunk_size, timeout=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--cases", case, "--steps", str(steps),
            "--dtype", dtype] + (["--backend", backend] if backend else []) + (
            ["--chunk-size", str(chunk_size)] if chunk_size else [])
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if p.returncode < 0:
+        return {"error": f"killed by signal {-p.returncode} (out of memory?)"}
     if p.returncode:
         return {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"}
     return json.loads(p.stdout.strip().splitlines()[-1])

@@ -15,6 +15,7 @@ EXPECTED = {  # text each notebook prints when it ran through
     "prot_generation.ipynb": ["context proteins", "inpaint", "generated proteins: 4"],
     "variant_fitness.ipynb": ["effects (10, 20)", "mutants in the window: Spearman"],
     "chem_generation.ipynb": ["sampled 100 molecules", "validity", "in-context log-likelihood per token"],
+    "dna_finetune.ipynb": ["pretrained: 1 blocks", "| mean |", "embedded 64 sequences", "scored 120 substitutions"],
 }
 
 
