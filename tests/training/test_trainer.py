@@ -155,3 +155,31 @@ def test_bad_batch_size_is_a_clear_error(tmp_path):
     c = tiny(batch_size=12)
     with pytest.raises(ValueError, match="batch_size=12 must be a multiple of grad_accum x devices = 1 x 8"):
         train(c, tmp_path, tiny_experiment.build_task(c), mesh=make_mesh(data=8))
+
+
+def test_early_stopping_on_a_maximized_metric_and_eval_loss(tmp_path):
+    """patience counts evaluations without a better best_metric; best_mode="max" keeps the largest;
+    Task.eval_loss replaces the loss in evaluation only."""
+    import dataclasses
+
+    c = tiny(steps=30, eval_every=2, checkpoint_every=2, log_every=2, patience=2, best_mode="max", eval_steps=1)
+    c.best_metric = "eval/accuracy"
+    base = tiny_experiment.build_task(c)
+    accuracies = iter([0.5, 0.9, 0.7, 0.6, 0.6, 0.6])  # one per evaluation: the best is the 2nd
+
+    def eval_data(b, i, n):
+        batch = next(iter(base.eval_data(b, i, n)))
+        return [{**batch, "acc": np.full((len(batch["tokens"]),), next(accuracies), np.float32)}]
+
+    def eval_loss(params, batch, rng):
+        sums = base.loss(params, {k: v for k, v in batch.items() if k != "acc"}, rng)
+        return {**sums, "correct": sums["weight"] * batch["acc"][0]}
+
+    train(c, tmp_path, dataclasses.replace(base, eval_data=eval_data, eval_loss=eval_loss), mesh=make_mesh(data=8))
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    evals = [(r["step"], r["eval/accuracy"]) for r in records if "eval/accuracy" in r]
+    assert [s for s, _ in evals] == [2, 4, 6, 8]  # stopped 2 evaluations after the best
+    np.testing.assert_allclose([a for _, a in evals], [0.5, 0.9, 0.7, 0.6], rtol=1e-6)
+    assert [p.name for p in (tmp_path / "best").iterdir() if p.name.isdigit()] == ["4"]
+    assert max(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == 8
+    assert max(r["step"] for r in records) == 8
