@@ -176,3 +176,26 @@ def test_embed_and_variants_commands(mlm_ps, tmp):
     lines = (tmp / "scores.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["chrom", "pos", "ref", "alt", "label", "llr"] and len(lines) == 5
     assert all(np.isfinite(float(x.split("\t")[-1])) for x in lines[1:])
+
+
+def test_pretrain_model_configs_for_every_mode():
+    from experiments import dna_pretrain
+
+    def cfg(**changes):
+        c = dna_pretrain.get_config()
+        c.update_from_flattened_dict(changes)
+        return dna_pretrain.model_config(c)
+
+    default = cfg()
+    assert (default.bidirectional, default.rcps, default.context_length, default.num_blocks) == ("sum", False, 1024, 2)
+    assert cfg(objective="clm").causal and cfg(objective="clm").context_length == 1025  # window + [SEP]
+    assert cfg(rc="ps").rcps and cfg(bidirectional="alternating").bidirectional == "alternating"
+    native = cfg(bidirectional="native")
+    assert native.backend == "parallel"  # the native bidirectional mLSTM has no chunkwise form
+    big = cfg(preset="dna_xlstm_4m", context_length=32768)
+    assert (big.embedding_dim, big.num_blocks, big.backend, big.context_length) == (256, 9, "chunkwise", 32768)
+    assert cfg(preset="dna_xlstm_500k", rc="ps").slstm_at == (0, 1, 2, 3, 4)
+    for bad, match in (({"objective": "clm", "bidirectional": "sum"}, "must be causal"), ({"rc": "both"}, "config.rc"),
+                       ({"objective": "fim"}, "objective")):
+        with pytest.raises(ValueError, match=match):
+            cfg(**bad)
