@@ -19,15 +19,12 @@ relative to the shortest context: constant for linear scaling. Writes
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_throughput import RESULTS_DIR, _run_worker, _versions  # noqa: E402
+from train_throughput import _run_worker, save_results  # noqa: E402
 
 PRESET = "dna_xlstm_4m"
 
@@ -74,19 +71,8 @@ def main(argv=None):
         time_ratio = (r["seconds_per_step"] / r["S"]) / (base["seconds_per_step"] / base["S"])
         print(f"| {r['impl']} | {r['S']} | {r['seconds_per_step']:.2f} | {r['tokens_per_s']:.0f} | "
               f"{r['peak_memory_bytes'] / 2**20:.0f} | {mem_ratio:.2f} | {time_ratio:.2f} |")
-    name = dev.device_kind.lower().replace(" ", "_") if gpu else "cpu"
-    out = os.path.join(RESULTS_DIR, f"dna_context_{name}.json")
-    payload = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "device": {"platform": dev.platform, "device_kind": dev.device_kind, "cpu_count": os.cpu_count(),
-                          "cpu": platform.processor() or platform.machine()},
-               "versions": _versions(), "preset": PRESET, "dtype": dtype, "batch": args.batch, "steps": args.steps,
-               "rows": rows}
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, out)
+    out = save_results("dna_context", dev, {"preset": PRESET, "dtype": dtype, "batch": args.batch,
+                                            "steps": args.steps, "rows": rows})
     print(f"\nwrote {out}")
 
 

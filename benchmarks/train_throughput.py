@@ -191,6 +191,25 @@ def _versions():
     return v
 
 
+def save_results(basename: str, dev, fields: dict) -> str:
+    """Writes ``results/<basename>_<device>.json`` (atomically) with the date, device, versions and
+    ``fields``; returns its path."""
+    gpu = dev.platform == "gpu"
+    name = dev.device_kind.lower().replace(" ", "_") if gpu else "cpu"
+    out = os.path.join(RESULTS_DIR, f"{basename}_{name}.json")
+    payload = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "device": {"platform": dev.platform, "device_kind": dev.device_kind, "cpu_count": os.cpu_count(),
+                          "cpu": platform.processor() or platform.machine()},
+               "versions": _versions(), **fields}
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, out)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=None, help="preset:BxS (default: by device)")
@@ -241,18 +260,7 @@ def main(argv=None):
         print(f"| {r['preset']} | {r['B']}x{r['S']} | {r['impl']} | {r['params'] / 1e6:.2f}M | "
               f"{1e3 * r['seconds_per_step']:.1f} | {r['tokens_per_s']:.0f} | {r['peak_memory_bytes'] / 2**20:.0f} | "
               f"{speed} |")
-    name = dev.device_kind.lower().replace(" ", "_") if gpu else "cpu"
-    out = os.path.join(RESULTS_DIR, f"train_throughput_{name}.json")
-    payload = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "device": {"platform": dev.platform, "device_kind": dev.device_kind, "cpu_count": os.cpu_count(),
-                          "cpu": platform.processor() or platform.machine()},
-               "versions": _versions(), "dtype": dtype, "steps": args.steps, "rows": rows}
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, out)
+    out = save_results("train_throughput", dev, {"dtype": dtype, "steps": args.steps, "rows": rows})
     print(f"\nwrote {out}")
 
 
