@@ -12,7 +12,6 @@ import json
 import chex
 import jax
 import jax.numpy as jnp
-
 import numpy as np
 import pytest
 import torch
