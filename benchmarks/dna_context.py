@@ -13,7 +13,8 @@ context); a point that runs out of memory or past ``--timeout`` is recorded as a
 XLA's buffer plan of the compiled step for JAX on CPU and the RSS growth for torch on CPU (the
 allocators' peaks on GPU; see ``train_throughput.py``). The table adds memory and time per token
 relative to the shortest context: constant for linear scaling. Writes
-``benchmarks/results/dna_context_<device>.json``.
+``benchmarks/results/dna_context_<device>.json`` (``--remat``: each JAX block rematerialised in the
+backward pass, as ``XLSTMConfig.remat``; ``dna_context_remat_<device>.json``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main(argv=None):
     parser.add_argument("--impls", nargs="+", default=["jax", "torch"])
     parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (GPU default)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
+    parser.add_argument("--remat", action="store_true", help="JAX: rematerialise each block (results: dna_context_remat_*)")
     args = parser.parse_args(argv)
 
     import jax
@@ -53,12 +55,13 @@ def main(argv=None):
             if failed:  # a longer context of a failed implementation fails too
                 r["error"] = "skipped (a shorter context failed)"
             else:
-                r.update(_run_worker(impl, case, args.steps, dtype, None, None, timeout=args.timeout))
+                r.update(_run_worker(impl, case, args.steps, dtype, None, None, timeout=args.timeout,
+                                      remat=args.remat and impl == "jax"))
                 failed = "error" in r
             rows.append(r)
             print(json.dumps(r), flush=True)
 
-    print(f"\n{PRESET}, {dev.device_kind}, {dtype}, B = {args.batch}, median of {args.steps} steps\n")
+    print(f"\n{PRESET}, {dev.device_kind}, {dtype}, B = {args.batch}, remat {args.remat}, median of {args.steps} steps\n")
     print("| impl | context | s/step | tokens/s | peak memory MiB | memory/token vs shortest | time/token vs shortest |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -71,8 +74,9 @@ def main(argv=None):
         time_ratio = (r["seconds_per_step"] / r["S"]) / (base["seconds_per_step"] / base["S"])
         print(f"| {r['impl']} | {r['S']} | {r['seconds_per_step']:.2f} | {r['tokens_per_s']:.0f} | "
               f"{r['peak_memory_bytes'] / 2**20:.0f} | {mem_ratio:.2f} | {time_ratio:.2f} |")
-    out = save_results("dna_context", dev, {"preset": PRESET, "dtype": dtype, "batch": args.batch,
-                                            "steps": args.steps, "rows": rows})
+    out = save_results("dna_context_remat" if args.remat else "dna_context", dev,
+                       {"preset": PRESET, "dtype": dtype, "batch": args.batch, "steps": args.steps,
+                        "remat": args.remat, "rows": rows})
     print(f"\nwrote {out}")
 
 

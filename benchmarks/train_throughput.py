@@ -72,7 +72,7 @@ def _timed(step, n):
     return statistics.median(times), peak[0]
 
 
-def worker_jax(preset, B, S, steps, dtype, backend=None, chunk_size=None):
+def worker_jax(preset, B, S, steps, dtype, backend=None, chunk_size=None, remat=False):
     import jax
     import jax.numpy as jnp
 
@@ -84,7 +84,7 @@ def worker_jax(preset, B, S, steps, dtype, backend=None, chunk_size=None):
 
     cfg = presets.get(preset)
     cfg = cfg.replace(context_length=max(S, cfg.context_length), chunk_size=min(chunk_size or cfg.chunk_size, S), dtype=dtype,
-                      backend=backend or cfg.backend)
+                      backend=backend or cfg.backend, remat=remat)
     model = XLSTMLM(cfg)
     task = causal_lm_task(model, None)
     opt_cfg = base_config().optimizer
@@ -161,10 +161,10 @@ def worker_torch(preset, B, S, steps, dtype):
     return {"seconds_per_step": t, "peak_memory_bytes": int(peak), "params": int(n_params)}
 
 
-def _run_worker(impl, case, steps, dtype, backend, chunk_size, timeout=None):
+def _run_worker(impl, case, steps, dtype, backend, chunk_size, timeout=None, remat=False):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--cases", case, "--steps", str(steps),
            "--dtype", dtype] + (["--backend", backend] if backend else []) + (
-           ["--chunk-size", str(chunk_size)] if chunk_size else [])
+           ["--chunk-size", str(chunk_size)] if chunk_size else []) + (["--remat"] if remat else [])
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -218,6 +218,7 @@ def main(argv=None):
     parser.add_argument("--impls", nargs="+", default=["jax", "torch"])
     parser.add_argument("--backend", default=None, help="override the presets' mLSTM backend (parallel, chunkwise)")
     parser.add_argument("--chunk-size", type=int, default=None, help="override the presets' chunk size")
+    parser.add_argument("--remat", action="store_true", help="JAX: rematerialise each block in the backward pass")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -225,7 +226,7 @@ def main(argv=None):
         preset, shape = args.cases[0].split(":")
         B, S = map(int, shape.split("x"))
         if args.worker == "jax":
-            print(json.dumps(worker_jax(preset, B, S, args.steps, args.dtype, args.backend, args.chunk_size)))
+            print(json.dumps(worker_jax(preset, B, S, args.steps, args.dtype, args.backend, args.chunk_size, args.remat)))
         else:
             print(json.dumps(worker_torch(preset, B, S, args.steps, args.dtype)))
         return
