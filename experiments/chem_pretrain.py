@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.valid = ""  # "" = the shipped first 5,000 ChEMBL valid molecules
     c.test = ""  # "" = the shipped first 5,000 ChEMBL test molecules
     c.tokenizer = "bioxlstm"  # or "reference" (Chem-xLSTM's regex; refuses what it would drop)
-    c.tfds_dir = ""  # where the prepared TFDS dataset goes ("" = ~/.cache/bioxlstm_jax/tensorflow_datasets)
+    c.tfds_dir = ""  # where the prepared TFDS dataset goes ("": tfds_builders.default_data_dir)
     c.context_length = 100  # tokens per molecule, [BEG] and [END] included; longer ones keep their end
     c.steps = 600
     c.batch_size = 64
@@ -103,7 +103,7 @@ class _Interleaved:
 def build_task(c):
     files = data_files(c)
     vocab = SmilesVocab.learn_file(files["train"], c.tokenizer)
-    sources = sequence_records({split: [path] for split, path in files.items()}, c.tfds_dir or None, reader="smiles")
+    sources = sequence_records({split: [path] for split, path in files.items()}, c.tfds_dir, reader="smiles")
     L = c.context_length
 
     def encode(record):

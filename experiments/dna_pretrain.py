@@ -59,7 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.fasta = ""  # "" = the shipped hg38 chr2 fragment
     c.bed = ""  # optional BED (chrom, start, end, split): DNA-xLSTM's windows and splits
     c.valid_fraction = 0.05  # without a BED: the last windows of each chromosome held out
-    c.tfds_dir = ""  # where the prepared genome goes ("" = ~/.cache/bioxlstm_jax/tensorflow_datasets)
+    c.tfds_dir = ""  # where the prepared genome goes ("": tfds_builders.default_data_dir)
     c.context_length = 1024  # bp per window
     c.mlm_probability = 0.15
     c.steps = 300
@@ -97,7 +97,7 @@ def model_config(c):
 def build_task(c):
     cfg = model_config(c)
     windows = genome_windows(c.fasta or asset_path("dna", "hg38_chr2_1-2333275.fa.gz"), c.context_length,
-                             bed=c.bed or None, valid_fraction=c.valid_fraction, data_dir=c.tfds_dir or None)
+                             bed=c.bed or None, valid_fraction=c.valid_fraction, data_dir=c.tfds_dir)
     if "train" not in windows:
         raise ValueError(f"{c.bed}: no 'train' rows (splits: {sorted(windows)})")
     valid = windows.get("valid") or windows.get("test")

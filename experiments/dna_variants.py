@@ -37,7 +37,8 @@ def main() -> None:
     window = flags.DEFINE_integer("window", 1024, "bp around each variant")
     objective = flags.DEFINE_enum("objective", "auto", ["auto", "mlm", "clm"], "scoring rule")
     batch_size = flags.DEFINE_integer("batch_size", 16, "variants per forward pass")
-    tfds_dir = flags.DEFINE_string("tfds_dir", None, "where the prepared genome goes")
+    tfds_dir = flags.DEFINE_string("tfds_dir", None,
+                                   "where the prepared genome goes (default: tfds_builders.default_data_dir)")
 
     def run(argv):
         if len(argv) > 1:

@@ -29,7 +29,7 @@ flags.DEFINE_string("dms", None, "ProteinGym substitutions CSV (mutant, DMS_scor
                     required=True)
 flags.DEFINE_string("msa", None, "homologs (a3m / a2m / FASTA / Stockholm, .gz ok); first row = the query",
                     required=True)
-flags.DEFINE_string("out", "", "output CSV (default: <dms name>_predictions.csv)")
+flags.DEFINE_string("out", "", "output CSV (default: <ckpt>/<dms name>_predictions.csv)")
 flags.DEFINE_string("target_seq", "", "wild-type sequence")
 flags.DEFINE_string("reference", "", "ProteinGym DMS_substitutions.csv (wild type and MSA_start)")
 flags.DEFINE_string("dms_id", "", "row of --reference (default: the DMS file name without extension)")
@@ -120,7 +120,7 @@ def main(argv):
     pred = pg.score_mutants(effect, mutations)
     for r, p in zip(rows, pred):
         r["predicted_score"] = f"{p:.6f}"
-    out = Path(FLAGS.out or f"{_stem(FLAGS.dms)}_predictions.csv")
+    out = Path(FLAGS.out or Path(FLAGS.ckpt) / f"{_stem(FLAGS.dms)}_predictions.csv")
     fields = [k for k in rows[0] if not k.startswith("_")]
     write_csv(out, rows, fields)
     truth = np.array([r["DMS_score"] for r in rows])

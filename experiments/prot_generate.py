@@ -1,6 +1,6 @@
 """Homolog-conditioned protein generation with a Prot-xLSTM.
 
-    python -m experiments.prot_generate --ckpt runs/prot_pretrain --msa family.a3m --out samples.fasta \
+    python -m experiments.prot_generate --ckpt runs/prot_pretrain --msa family.a3m [--out samples.fasta] \
       [--n_context 20] [--num_samples 16] [--temperature 1.0 --top_k 10 --top_p 1.0] \
       [--target_seq MKT... --spans 31-40,80-85]   # inpaint residues 31-40 and 80-85 (1-based, inclusive)
 
@@ -23,7 +23,7 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ckpt", None, "training workdir or converted checkpoint", required=True)
 flags.DEFINE_string("msa", None, "homologs for the context (a3m / a2m / FASTA / Stockholm, .gz ok)", required=True)
-flags.DEFINE_string("out", "generated.fasta", "output FASTA")
+flags.DEFINE_string("out", "", "output FASTA (default: <ckpt>/generated.fasta)")
 flags.DEFINE_integer("n_context", 20, "context proteins (-1: all)")
 flags.DEFINE_integer("context_seed", 0, "seed of the context draw")
 flags.DEFINE_integer("num_samples", 16, "proteins to generate")
@@ -98,9 +98,10 @@ def main(argv):
     records = [(f"sample_{i} log_likelihood={s['log_likelihood']:.4f} perplexity={s['perplexity']:.4f} "
                 f"n_tokens={s['n_tokens']} complete={s['complete']} valid={s['valid']}", s["sequence"])
                for i, s in enumerate(samples)]
-    write_fasta(FLAGS.out, records)
+    out = Path(FLAGS.out or Path(FLAGS.ckpt) / "generated.fasta")
+    write_fasta(out, records)
     done = sum(s["complete"] for s in samples)
-    print(f"wrote {len(samples)} proteins to {FLAGS.out} ({done} complete; context {n} proteins, "
+    print(f"wrote {len(samples)} proteins to {out} ({done} complete; context {n} proteins, "
           f"{len(prompt)} tokens); mean perplexity {np.mean([s['perplexity'] for s in samples]):.3f}")
 
 

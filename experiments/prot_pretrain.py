@@ -48,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data_dir = ""  # "" = the shipped clusters; else an OpenProteinSet tree or a folder of MSA files
     c.train_split = ""  # split file of cluster ids ("" = every cluster not in eval_split)
     c.eval_split = ""  # "" with the shipped data = its eval_clusters.txt
-    c.tfds_dir = ""  # where the prepared TFDS dataset goes ("" = ~/.cache/bioxlstm_jax/tensorflow_datasets)
+    c.tfds_dir = ""  # where the prepared TFDS dataset goes ("": tfds_builders.default_data_dir)
     c.context_length = 2048  # tokens per example (reference: 131072)
     c.max_position = 2048  # position ids are clamped to max_position - 1 (reference: 2048)
     c.fim = True  # multi-span fill-in-the-middle
@@ -87,7 +87,7 @@ def build_task(c):
         eval_split = c.eval_split or str(asset_path("protein", "eval_clusters.txt"))
     if eval_split is None:
         raise ValueError("--config.eval_split is required with --config.data_dir (a file of held-out cluster ids)")
-    sources = homolog_clusters(root, {"train": c.train_split or None, "eval": eval_split}, c.tfds_dir or None)
+    sources = homolog_clusters(root, {"train": c.train_split or None, "eval": eval_split}, c.tfds_dir)
 
     def transform(record, rng):
         proteins = record["proteins"]

@@ -1,13 +1,32 @@
-"""Test setup: 8 host CPU devices (set before JAX initialises its backends)."""
+"""Test setup: 8 host CPU devices (set before JAX initialises its backends), and one persistent XLA
+compilation cache per test session, shared by the test processes and the commands they start (each
+identical program compiles once; the cache is a fresh temporary folder, removed at the end)."""
 
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8"]
 ).strip()
+
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # pytest-xdist workers inherit the controller's
+    _OWN_CACHE = tempfile.mkdtemp(prefix="bioxlstm_jax_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 
 
 def pytest_report_header(config):
     return f"jax {jax.__version__}, devices: {jax.device_count()} x {jax.devices()[0].platform}"
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
+
+pytest_plugins = ["tests.runs"]  # run_command and the shared small runs (prot_run, chem_run, dna_mlm_ps_run)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def mlstm_inputs(seed, B=2, NH=2, S=64, DHQK=16, DHV=32, *, f_offset=3.0, i_offset=0.0, dtype=np.float64):
@@ -59,14 +64,22 @@ def assert_close_scaled(actual, expected, tol, what=""):
     assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol:.1e} * scale {scale:.3g}"
 
 
-def shared_data(*parts: str):
-    """A path under the project's real-data folder: ``$BIOXLSTM_SHARED_DATA`` or ``<repo>/../shared/data``."""
-    import os
-    from pathlib import Path
-
-    root = Path(os.environ.get("BIOXLSTM_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
-    path = root.joinpath(*parts)
+def data_path(*parts: str) -> Path:
+    """A test fixture under ``tests/data`` (real data cut small; see tests/data/README.md)."""
+    path = DATA.joinpath(*parts)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; the tests read real data from ../shared/data next to the "
-                                "repository (or set BIOXLSTM_SHARED_DATA)")
+        raise FileNotFoundError(f"{path}: no such test fixture (tests/data/README.md lists them)")
+    return path
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under the full shared real-data folder named by ``$BIOXLSTM_SHARED_DATA``, for the optional
+    ``slow`` release checks on larger data; the default suite never needs it."""
+    root = os.environ.get("BIOXLSTM_SHARED_DATA")
+    if not root:
+        raise RuntimeError("this release check reads the full shared data: set BIOXLSTM_SHARED_DATA "
+                           "(e.g. BIOXLSTM_SHARED_DATA=../shared/data python -m pytest -m slow)")
+    path = Path(root).joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing under BIOXLSTM_SHARED_DATA={root}")
     return path

@@ -26,9 +26,12 @@ __all__ = ["SequenceFiles", "sequence_records", "HomologClusters", "homolog_clus
            "default_data_dir", "GenomeBlocks", "genome_blocks", "GENOME_BLOCK"]
 
 
-def default_data_dir() -> str:
-    """Where prepared datasets go unless a ``data_dir`` is given: ``$BIOXLSTM_DATA_DIR`` or
-    ``~/.cache/bioxlstm_jax/tensorflow_datasets``."""
+def default_data_dir(data_dir: str | os.PathLike | None = None) -> str:
+    """Where prepared datasets go: ``data_dir`` when given, else ``$BIOXLSTM_DATA_DIR``, else
+    ``~/.cache/bioxlstm_jax/tensorflow_datasets``. The one rule for every builder and experiment
+    (an empty ``--config.tfds_dir`` means "not given")."""
+    if data_dir:
+        return str(data_dir)
     return os.environ.get("BIOXLSTM_DATA_DIR") or str(Path.home() / ".cache" / "bioxlstm_jax" / "tensorflow_datasets")
 
 
@@ -71,9 +74,10 @@ class SequenceFiles(tfds.core.GeneratorBasedBuilder):
                 yield f"{p}#{n}", {"id": name, "sequence": seq}
 
 
-def sequence_records(files: dict[str, list[str]], data_dir: str | os.PathLike, reader: str = "fasta"):
-    """``{split: random-access source}`` of ``{"id": bytes, "sequence": bytes}`` records."""
-    builder = SequenceFiles(files=files, reader=reader, data_dir=str(data_dir))
+def sequence_records(files: dict[str, list[str]], data_dir: str | os.PathLike | None = None, reader: str = "fasta"):
+    """``{split: random-access source}`` of ``{"id": bytes, "sequence": bytes}`` records, prepared under
+    ``default_data_dir(data_dir)``."""
+    builder = SequenceFiles(files=files, reader=reader, data_dir=default_data_dir(data_dir))
     builder.download_and_prepare()
     return {split: builder.as_data_source(split) for split in files}
 
@@ -162,7 +166,7 @@ def homolog_clusters(root: str | os.PathLike, splits: dict, data_dir: str | os.P
         if not ids:
             raise ValueError(f"split {split!r} has no clusters in {root}")
         clusters[split] = [(c, available[c]) for c in ids]
-    builder = HomologClusters(clusters=clusters, data_dir=str(data_dir or default_data_dir()))
+    builder = HomologClusters(clusters=clusters, data_dir=default_data_dir(data_dir))
     builder.download_and_prepare()
     return {split: builder.as_data_source(split) for split in clusters}
 
@@ -207,6 +211,6 @@ class GenomeBlocks(tfds.core.GeneratorBasedBuilder):
 
 def genome_blocks(fasta: str | os.PathLike, data_dir: str | os.PathLike | None = None):
     """Random-access source of a genome's blocks (see ``GenomeBlocks``), prepared once per file."""
-    builder = GenomeBlocks(fasta=str(fasta), data_dir=str(data_dir or default_data_dir()))
+    builder = GenomeBlocks(fasta=str(fasta), data_dir=default_data_dir(data_dir))
     builder.download_and_prepare()
     return builder.as_data_source("genome")

@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 
 from bioxlstm_jax.data import dna
-from tests.helpers import shared_data
+from bioxlstm_jax.assets import asset_path
+from tests.helpers import data_path
 
-HG38 = shared_data("dna", "hg38_fragments")
+CHR1 = data_path("dna", "hg38_chr1_1-1000000.fa.gz")
+CHR2 = asset_path("dna", "hg38_chr2_1-2333275.fa.gz")  # bgzip, soft-masked
 
 
 def test_read_genome_plain_gzip_bgzip_soft_masked():
-    chr1 = dna.read_genome(HG38 / "hg38_chr1_1-1000000.fa.gz")
-    chr2 = dna.read_genome(HG38 / "hg38_chr2_1-2333275.fa.gz")  # bgzip, soft-masked
+    chr1 = dna.read_genome(CHR1)
+    chr2 = dna.read_genome(CHR2)
     assert [len(s) for s in chr1.values()] == [1_000_000] and [len(s) for s in chr2.values()] == [2_333_275]
     seq2 = next(iter(chr2.values()))
     assert any(c.islower() for c in seq2[:200_000])  # soft-masked repeats stay lower case
@@ -67,7 +69,7 @@ def test_bed_windows_as_the_reference(tmp_path):
 
 
 def test_mlm_masking_statistics():
-    seq = next(iter(dna.read_genome(HG38 / "hg38_chr1_1-1000000.fa.gz").values()))
+    seq = next(iter(dna.read_genome(CHR1).values()))
     tokens = dna.encode(seq[:600_000])
     inputs, targets, mask = dna.mlm_mask(tokens, np.random.default_rng(0))
     is_n = tokens == dna.BASE_IDS["N"]
@@ -93,15 +95,15 @@ def test_mlm_masking_statistics():
 
 
 def test_labeled_sequences_in_the_three_benchmark_formats(tmp_path):
-    seqs, labels = dna.read_labeled_sequences(shared_data("dna", "gue", "tf", "0", "train.csv.gz"))
+    seqs, labels = dna.read_labeled_sequences(data_path("dna", "gue_tf0_train_1200.csv.gz"))
     assert len(seqs) == len(labels) > 1000 and set(labels.tolist()) == {0, 1}
     assert {len(s) for s in seqs} == {101}
     seqs, labels = dna.read_labeled_sequences(
-        shared_data("dna", "genomic_benchmarks", "sequences", "fmhub_promoters_nontata_test.tsv.gz"))
-    assert len(seqs) == 9034 and set(labels.tolist()) == {0, 1}
-    nt = shared_data("dna", "nucleotide_transformer", "fmhub_nt_toy_train_1500.tsv.gz")
+        data_path("dna", "gb_promoters_nontata_test_400.tsv.gz"))
+    assert len(seqs) == 400 and set(labels.tolist()) == {0, 1}
+    nt = data_path("dna", "nt_toy_20_per_task.tsv.gz")
     seqs, labels = dna.read_labeled_sequences(nt, task="H3K27ac")
-    assert 0 < len(seqs) < 1500
+    assert len(seqs) == 20
     with pytest.raises(ValueError, match="choose one task"):
         dna.read_labeled_sequences(nt)
     with pytest.raises(ValueError, match="no task 'nope'; tasks: \\['"):
@@ -113,7 +115,6 @@ def test_labeled_sequences_in_the_three_benchmark_formats(tmp_path):
             dna.read_labeled_sequences(tmp_path / "t.csv")
 
 
-CHR2 = HG38 / "hg38_chr2_1-2333275.fa.gz"
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import pytest
 from bioxlstm_jax.data import lm_batches
 from bioxlstm_jax.data.formats import read_fasta, read_lines
 from bioxlstm_jax.data.tfds_builders import sequence_records
-from tests.helpers import shared_data
+from tests.helpers import data_path
 
-UNIPROT = shared_data("protein/sequences/mmseqs2_example_DB_uniprot20k.fasta.gz")
-GLOBINS = shared_data("protein/msa/hmmer_tutorial/globins45.fa")
+UNIPROT = data_path("protein", "uniprot_500.fasta.gz")
+GLOBINS = data_path("protein", "globins45.fa")
 
 
 def source(n=40, seed=0):
@@ -128,10 +128,10 @@ def test_tfds_builder_array_record_without_tensorflow(tmp_path):
     import sys
 
     srcs = sequence_records({"train": [str(UNIPROT)], "validation": [str(GLOBINS)]}, tmp_path)
-    assert len(srcs["train"]) == 20_000 and len(srcs["validation"]) == 45
+    assert len(srcs["train"]) == 500 and len(srcs["validation"]) == 45
     assert "tensorflow" not in sys.modules
     first = next(read_fasta(UNIPROT))
-    records = {srcs["train"][i]["id"].decode(): srcs["train"][i]["sequence"].decode() for i in range(20_000)}
+    records = {srcs["train"][i]["id"].decode(): srcs["train"][i]["sequence"].decode() for i in range(500)}
     assert records[first[0]] == first[1]
     # a malformed file fails the preparation, naming the file and line; nothing is left prepared
     bad = tmp_path / "bad.fa"

@@ -9,9 +9,9 @@ import pytest
 from bioxlstm_jax.data import protein as P
 from bioxlstm_jax.data.formats import read_msa
 from bioxlstm_jax.data.tfds_builders import find_clusters, homolog_clusters
-from tests.helpers import shared_data
+from bioxlstm_jax.assets import asset_path
+from tests.helpers import data_path
 
-MSA = shared_data("protein", "msa")
 
 
 def test_vocabulary_has_the_reference_ids():
@@ -106,13 +106,13 @@ def test_fim_and_last_sequence_masks_worked_example():
 
 
 def test_read_msa_real_files():
-    blat = read_msa(MSA / "BLAT_ECOLX_ColabFold_2202_poet.a3m.gz")  # starts with a '#' line
+    blat = read_msa(asset_path("protein", "BLAT_ECOLX", "BLAT_ECOLX_ColabFold_2202_poet.a3m.gz"))  # a '#' line first
     assert len(blat) == 4501 and len(blat[0][1]) == 286
-    sto = read_msa(MSA / "hmmer_tutorial" / "globins4.sto")
+    sto = read_msa(data_path("protein", "globins4.sto"))
     assert len(sto) == 4 and len({len(s) for _, s in sto}) == 1
-    a2m = read_msa(MSA / "evcouplings_example_aln.a2m")
+    a2m = read_msa(data_path("protein", "evcouplings_example_aln.a2m"))
     assert len(a2m) == 53
-    assert len(read_msa(MSA / "hmmer_tutorial" / "globins45.fa")) == 45
+    assert len(read_msa(data_path("protein", "globins45.fa"))) == 45
 
 
 @pytest.mark.parametrize("name,text,match", [

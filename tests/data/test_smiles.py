@@ -1,4 +1,4 @@
-"""SMILES tokenizer round trip on every SMILES of the shared chemistry data, the reference mode,
+"""SMILES tokenizer round trip on every shipped SMILES (all shared data in a slow check), the reference mode,
 vocabularies and the readers."""
 
 import gzip
@@ -7,38 +7,49 @@ import zipfile
 import pytest
 
 from bioxlstm_jax.data.smiles import BEG, END, PAD, SmilesVocab, read_smiles, tokenize
-from tests.helpers import shared_data
+from bioxlstm_jax.assets import asset_path
+from tests.helpers import data_path, shared_data
 
 # Chem-xLSTM's vocabulary on mini_train, in its first-appearance order (shared/spec section C1).
 REFERENCE_MINI_TRAIN = ("[PAD] [BEG] O = C ( c 1 2 ) N 3 [END] n # S F Cl [ H ] - 4 5 6 s o P I + Br 7 8 9 "
                         "%10 %11").split()
 
 
-def _all_shared_smiles():
-    chem = shared_data("chem")
-    for path in sorted(chem.rglob("*")):
-        if path.suffix in (".zip", ".gz"):
-            for where, line in read_smiles(path):
-                yield where, line
+SHIPPED = {"chembl_mini_train.txt.gz": 50_000, "chembl_valid_5k.txt.gz": 5_000, "chembl_test_5k.txt.gz": 5_000,
+           "icst_valid_domains.txt.gz": 50}
 
 
-def test_round_trip_on_all_shared_smiles():
-    """Every line of ChEMBL, ICST and MOSES (train and test) tokenizes back to itself."""
+def _round_trip(paths):
+    """Every molecule of every line tokenizes back to itself; returns the line count per file."""
     counts = {}
-    reference_fails = 0
-    for where, line in _all_shared_smiles():
-        for molecule in line.split("."):
-            assert "".join(tokenize(molecule)) == molecule, where
-        counts[where.split(":")[0]] = counts.get(where.split(":")[0], 0) + 1
-    assert sum(counts.values()) == 3 * 50_000 + 50 + 1_584_663 + 176_074, counts
+    for path in paths:
+        for where, line in read_smiles(path):
+            for molecule in line.split("."):
+                assert "".join(tokenize(molecule)) == molecule, where
+            counts[path.name] = counts.get(path.name, 0) + 1
+    return counts
+
+
+def test_round_trip_on_the_shipped_smiles():
+    """Every line of the shipped ChEMBL and ICST sets and of 1,000 MOSES molecules tokenizes back to itself."""
+    paths = [asset_path("chem", name) for name in SHIPPED] + [data_path("chem", "moses_test_1k.csv.gz")]
+    assert _round_trip(paths) == {**SHIPPED, "moses_test_1k.csv.gz": 1_000}
     # The reference regex cannot round-trip part of the ICST set (single backslashes, [Hg] ...).
-    icst = shared_data("chem", "icst", "valid.zip")
-    for _, line in read_smiles(icst):
+    reference_fails = 0
+    for _, line in read_smiles(asset_path("chem", "icst_valid_domains.txt.gz")):
         try:
             tokenize(line, "reference")
         except ValueError:
             reference_fails += 1
     assert reference_fails > 0
+
+
+@pytest.mark.slow
+def test_round_trip_on_all_shared_smiles():
+    """Release check on the full shared chemistry data ($BIOXLSTM_SHARED_DATA): ChEMBL, ICST, all of MOSES."""
+    chem = shared_data("chem")
+    paths = [p for p in sorted(chem.rglob("*")) if p.suffix in (".zip", ".gz")]
+    assert sum(_round_trip(paths).values()) == 3 * 50_000 + 50 + 1_584_663 + 176_074
 
 
 @pytest.mark.parametrize("smiles,tokens", [
@@ -71,7 +82,7 @@ def test_untokenizable_raises_with_position(bad, where):
 
 
 def test_vocab_learned_in_reference_order_and_round_trips(tmp_path):
-    smiles = [s for _, s in read_smiles(shared_data("chem", "chemblv31", "mini_train.zip"))]
+    smiles = [s for _, s in read_smiles(asset_path("chem", "chembl_mini_train.txt.gz"))]
     assert len(smiles) == 50_000
     for mode in ("reference", "bioxlstm"):
         vocab = SmilesVocab.learn(smiles, mode)

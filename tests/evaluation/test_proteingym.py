@@ -10,11 +10,11 @@ from bioxlstm_jax import presets
 from bioxlstm_jax.data.formats import read_msa
 from bioxlstm_jax.evaluation import proteingym as pg
 from bioxlstm_jax.nn import XLSTMLM
-from tests.helpers import shared_data
+from bioxlstm_jax.assets import asset_path
 
-BLAT_MSA = shared_data("protein", "msa", "BLAT_ECOLX_ColabFold_2202_poet.a3m.gz")
-JACQUIER = shared_data("protein", "dms", "BLAT_ECOLX_Jacquier_2013.csv.gz")
-REFERENCE = shared_data("protein", "proteingym_reference", "DMS_substitutions.csv")
+BLAT_MSA = asset_path("protein", "BLAT_ECOLX", "BLAT_ECOLX_ColabFold_2202_poet.a3m.gz")
+JACQUIER = asset_path("protein", "BLAT_ECOLX", "BLAT_ECOLX_Jacquier_2013.csv.gz")
+REFERENCE = asset_path("protein", "BLAT_ECOLX", "DMS_substitutions_BLAT_ECOLX.csv.gz")
 
 
 @pytest.fixture(scope="module")

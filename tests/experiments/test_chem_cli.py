@@ -1,55 +1,29 @@
 """chem_pretrain (and resume) and chem_generate end to end on tiny configs and data."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from bioxlstm_jax.data.smiles import SmilesVocab, read_smiles
 from bioxlstm_jax.assets import asset_path
+from bioxlstm_jax.data.smiles import SmilesVocab, read_smiles
+from tests.runs import CHEM_TINY, run_command
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--config.small_model.embedding_dim=16", "--config.small_model.num_blocks=1",
-        "--config.small_model.mlstm_num_heads=1", "--config.batch_size=8", "--config.eval_batch_size=8",
-        "--config.eval_every=2", "--config.eval_steps=2", "--config.checkpoint_every=2", "--config.log_every=1",
-        "--config.progress=False", "--config.async_checkpoint=False"]
+pytestmark = pytest.mark.xdist_group("chem")  # shares chem_run with the chemistry notebook
 
 
-def run(*args, cwd=ROOT, ok=True):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    res = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if ok:
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res
+@pytest.fixture
+def data(chem_data):
+    return chem_data
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("chem")
-    smiles = [s for _, s in read_smiles(asset_path("chem", "chembl_valid_5k.txt.gz"))]
-    files = {"train": smiles[:400], "valid": smiles[400:440], "test": smiles[440:480]}
-    paths = {}
-    for split, lines in files.items():
-        paths[split] = tmp / f"{split}.smi"
-        paths[split].write_text("\n".join(lines) + "\n")
-    return tmp, paths
-
-
-@pytest.fixture(scope="module")
-def workdir(data):
-    tmp, paths = data
-    wd = tmp / "run"
-    run("experiments.chem_pretrain", f"--workdir={wd}", f"--config.tfds_dir={tmp / 'tfds'}", "--config.steps=4",
-        *[f"--config.{s}={p}" for s, p in paths.items()], *TINY)
-    return wd
+@pytest.fixture
+def workdir(chem_run):
+    return chem_run
 
 
 def test_pretrain_writes_a_run_with_its_vocab_and_resumes(workdir, data, tmp_path):
-    tmp, paths = data
+    paths = data
     for name in ("config.json", "model.json", "metrics.jsonl", "curves.png", "vocab.json"):
         assert (workdir / name).is_file(), name
     vocab = SmilesVocab.load(workdir / "vocab.json")
@@ -60,26 +34,26 @@ def test_pretrain_writes_a_run_with_its_vocab_and_resumes(workdir, data, tmp_pat
     assert all(r["eval/valid/perplexity"] > 1 and r["eval/test/perplexity"] > 1 for r in evals)
     wd2 = tmp_path / "run"
     shutil.copytree(workdir, wd2)
-    run("experiments.chem_pretrain", f"--workdir={wd2}", f"--config.tfds_dir={tmp / 'tfds'}", "--config.steps=6",
-        *[f"--config.{s}={p}" for s, p in paths.items()], *TINY)
+    run_command("experiments.chem_pretrain", f"--workdir={wd2}", "--config.steps=6",
+                *[f"--config.{s}={p}" for s, p in paths.items()], *CHEM_TINY)
     train_steps = [r["step"] for r in map(json.loads, (wd2 / "metrics.jsonl").read_text().splitlines())
                    if "train/loss" in r]
     assert train_steps == [1, 2, 3, 4, 5, 6]
 
 
 def test_pretrain_names_the_bad_line(data, tmp_path):
-    tmp, paths = data
+    paths = data
     bad = tmp_path / "bad.smi"
     bad.write_text("CCO\nC!C\n")
-    res = run("experiments.chem_pretrain", f"--workdir={tmp_path / 'run'}", f"--config.train={bad}",
-              f"--config.valid={paths['valid']}", f"--config.test={paths['test']}", *TINY, ok=False)
+    res = run_command("experiments.chem_pretrain", f"--workdir={tmp_path / 'run'}", f"--config.train={bad}",
+                      f"--config.valid={paths['valid']}", f"--config.test={paths['test']}", *CHEM_TINY, ok=False)
     assert res.returncode != 0 and f"{bad}:2" in res.stderr and "no token covers '!'" in res.stderr
 
 
 def test_generate_writes_metrics(workdir, tmp_path):
     out = tmp_path / "gen.json"
-    res = run("experiments.chem_generate", f"--ckpt={workdir}", "--n=24", "--batch_size=10", f"--out={out}",
-              "--reference_size=200")
+    res = run_command("experiments.chem_generate", f"--ckpt={workdir}", "--n=24", "--batch_size=10", f"--out={out}",
+                      "--reference_size=200")
     record = json.loads(out.read_text())
     metrics = record["metrics"]
     assert metrics["n"] == 24 and len(record["smiles"]) == 24 and len(record["log_likelihood"]) == 24
@@ -96,9 +70,9 @@ def test_icl_trains_then_generates_and_ranks_heldout_domains(tmp_path):
     smiles = [s for _, s in read_smiles(asset_path("chem", "chembl_valid_5k.txt.gz"))][:400]
     domains.write_text("\n".join(".".join(smiles[i:i + 50]) for i in range(0, 400, 50)) + "\n")  # 8 domains
     wd = tmp_path / "run"
-    res = run("experiments.chem_icl", f"--workdir={wd}", f"--config.domains={domains}", "--config.heldout=3",
-              "--config.steps=2", "--config.context_length=128", "--config.chunk_size=32", "--config.n_context=2",
-              "--config.n_designs=3", "--config.n_rank=4", *TINY)
+    res = run_command("experiments.chem_icl", f"--workdir={wd}", f"--config.domains={domains}", "--config.heldout=3",
+                      "--config.steps=2", "--config.context_length=128", "--config.chunk_size=32",
+                      "--config.n_context=2", "--config.n_designs=3", "--config.n_rank=4", *CHEM_TINY)
     result = json.loads((wd / "icl_results.json").read_text())
     assert [r["domain"] for r in result["domains"]] == [5, 6, 7]
     for r in result["domains"]:

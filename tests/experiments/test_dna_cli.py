@@ -3,10 +3,7 @@ the model properties the trained checkpoints must keep: RC equivariance of PS mo
 PH-conjoined classifiers, bidirectional models seeing the future."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
@@ -17,53 +14,33 @@ from bioxlstm_jax.data import dna
 from bioxlstm_jax.inference import load_lm
 from bioxlstm_jax.inference.loading import restore_params
 from bioxlstm_jax.nn import XLSTMClassifier, reverse_complement
-from tests.helpers import shared_data
+from tests.runs import DNA_TINY, run_command, train_run
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--config.small_model.embedding_dim=32", "--config.small_model.num_blocks=2",
-        "--config.small_model.mlstm_num_heads=1", "--config.small_model.chunk_size=32", "--config.context_length=128",
-        "--config.batch_size=4", "--config.eval_batch_size=4", "--config.eval_every=2", "--config.eval_steps=2",
-        "--config.checkpoint_every=2", "--config.log_every=1", "--config.progress=False",
-        "--config.async_checkpoint=False", "--config.optimizer.warmup_steps=1"]
-GUE = shared_data("dna", "gue", "prom", "prom_300_tata")
+pytestmark = pytest.mark.xdist_group("dna")  # shares dna_mlm_ps_run with the DNA notebook
+GUE = asset_path("dna", "gue_prom_300_tata")
 CHR2 = dna.read_genome(asset_path("dna", "hg38_chr2_1-2333275.fa.gz"))["chr2"]
 
 
-def run(*args, ok=True):
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    res = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    if ok:
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: pytest-xdist may interleave other modules
 def tmp(tmp_path_factory):
     return tmp_path_factory.mktemp("dna")
 
 
-def pretrain(tmp, name, *flags, steps=4):
-    wd = tmp / name
-    run("experiments.dna_pretrain", f"--workdir={wd}", f"--config.tfds_dir={tmp / 'tfds'}", f"--config.steps={steps}",
-        *TINY, *flags)
-    return wd
+@pytest.fixture
+def mlm_ps(dna_mlm_ps_run):
+    return dna_mlm_ps_run
 
 
-@pytest.fixture(scope="module")
-def mlm_ps(tmp):
-    return pretrain(tmp, "mlm_ps", "--config.rc=ps")
-
-
-@pytest.fixture(scope="module")
-def clm(tmp):
-    return pretrain(tmp, "clm", "--config.objective=clm", steps=2)
+@pytest.fixture(scope="session")
+def clm():
+    return train_run("experiments.dna_pretrain", "--config.objective=clm", "--config.steps=2", *DNA_TINY)
 
 
 def window(start, n=128):
     return jnp.asarray(dna.encode(CHR2[start:start + n]))[None]
 
 
-def test_pretrain_mlm_ps_writes_a_run_and_resumes(mlm_ps, tmp):
+def test_pretrain_mlm_ps_writes_a_run_and_resumes(mlm_ps, tmp_path):
     for name in ("config.json", "model.json", "metrics.jsonl", "curves.png"):
         assert (mlm_ps / name).is_file(), name
     model_cfg = json.loads((mlm_ps / "model.json").read_text())
@@ -71,8 +48,10 @@ def test_pretrain_mlm_ps_writes_a_run_and_resumes(mlm_ps, tmp):
     rows = [json.loads(x) for x in (mlm_ps / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "eval/loss" in r] == [2, 4]
     assert all(1.0 < r["train/loss"] < 3.0 for r in rows if "train/loss" in r)  # about ln(4..12)
-    pretrain(tmp, "mlm_ps", "--config.rc=ps", steps=6)
-    rows = [json.loads(x) for x in (mlm_ps / "metrics.jsonl").read_text().splitlines()]
+    wd2 = tmp_path / "run"
+    shutil.copytree(mlm_ps, wd2)
+    run_command("experiments.dna_pretrain", f"--workdir={wd2}", "--config.steps=6", "--config.rc=ps", *DNA_TINY)
+    rows = [json.loads(x) for x in (wd2 / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
 
 
@@ -98,12 +77,12 @@ def test_bidirectional_model_sees_the_future_and_the_causal_one_does_not(mlm_ps,
 
 
 def test_pretrain_rejects_a_non_causal_clm(tmp):
-    res = run("experiments.dna_pretrain", f"--workdir={tmp / 'bad'}", "--config.objective=clm", "--config.rc=ps",
-              *TINY, ok=False)
+    res = run_command("experiments.dna_pretrain", f"--workdir={tmp / 'bad'}", "--config.objective=clm",
+                      "--config.rc=ps", *DNA_TINY, ok=False)
     assert res.returncode != 0 and "must be causal" in res.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gue_small(tmp):
     paths = {}
     for split, n in (("train", 96), ("dev", 24), ("test", 30)):
@@ -122,9 +101,9 @@ FT = ["--config.epochs=2", "--config.batch_size=16", "--config.eval_batch_size=8
 
 def test_finetune_ps_from_a_pretrained_checkpoint_over_seeds(mlm_ps, gue_small, tmp):
     out = tmp / "ft_ps"
-    res = run("experiments.dna_finetune", f"--train={gue_small['train']}", f"--valid={gue_small['dev']}",
-              f"--test={gue_small['test']}", f"--ckpt={mlm_ps}", f"--out={out}", "--config.rc=ps",
-              "--config.seeds=(1,2)", *FT)
+    res = run_command("experiments.dna_finetune", f"--train={gue_small['train']}", f"--valid={gue_small['dev']}",
+                      f"--test={gue_small['test']}", f"--ckpt={mlm_ps}", f"--out={out}", "--config.rc=ps",
+                      "--config.seeds=(1,2)", *FT)
     report = json.loads((out / "results.json").read_text())
     assert [r["seed"] for r in report["seeds"]] == [1, 2] and (out / "curves.png").is_file()
     assert report["seeds"][0]["sizes"] == {"train": 96, "valid": 24, "test": 30}
@@ -135,15 +114,15 @@ def test_finetune_ps_from_a_pretrained_checkpoint_over_seeds(mlm_ps, gue_small, 
     # the validation accuracy of the chosen checkpoint equals the trainer's best eval/accuracy
     rows = [json.loads(x) for x in (out / "seed_1" / "metrics.jsonl").read_text().splitlines()]
     assert report["seeds"][0]["valid"]["accuracy"] == pytest.approx(max(r["eval/accuracy"] for r in rows if "eval/accuracy" in r))
-    res = run("experiments.dna_finetune", f"--train={gue_small['train']}", f"--test={gue_small['test']}",
-              f"--ckpt={mlm_ps}", f"--out={tmp / 'ft_bad'}", "--config.rc=ph", *FT, ok=False)
+    res = run_command("experiments.dna_finetune", f"--train={gue_small['train']}", f"--test={gue_small['test']}",
+                      f"--ckpt={mlm_ps}", f"--out={tmp / 'ft_bad'}", "--config.rc=ph", *FT, ok=False)
     assert "RCPS model" in res.stderr and "--config.rc=ps" in res.stderr
 
 
 def test_finetune_ph_from_a_clm_checkpoint_is_rc_invariant_when_conjoined(clm, gue_small, tmp):
     out = tmp / "ft_ph"
-    run("experiments.dna_finetune", f"--train={gue_small['train']}", f"--test={gue_small['test']}",
-        f"--ckpt={clm}", f"--out={out}", "--config.seeds=(3,)", *FT)
+    run_command("experiments.dna_finetune", f"--train={gue_small['train']}", f"--test={gue_small['test']}",
+                f"--ckpt={clm}", f"--out={out}", "--config.seeds=(3,)", *FT)
     report = json.loads((out / "results.json").read_text())
     assert report["seeds"][0]["sizes"] == {"train": 86, "valid": 10, "test": 30}  # 10 % split off
     lm, _ = load_lm(clm)
@@ -162,7 +141,7 @@ def test_finetune_ph_from_a_clm_checkpoint_is_rc_invariant_when_conjoined(clm, g
 def test_embed_and_variants_commands(mlm_ps, tmp):
     fasta = tmp / "q.fa"
     fasta.write_text(f">a\n{CHR2[1_000_000:1_000_200]}\n>b\n{CHR2[1_100_000:1_100_050]}\n")
-    run("experiments.dna_embed", f"--ckpt={mlm_ps}", f"--fasta={fasta}", f"--out={tmp / 'emb'}")
+    run_command("experiments.dna_embed", f"--ckpt={mlm_ps}", f"--fasta={fasta}", f"--out={tmp / 'emb'}")
     assert np.load(tmp / "emb" / "pooled.npy").shape == (2, 64)  # RCPS: 2 x 32
     assert np.load(tmp / "emb" / "per_position.npy").shape == (250, 64)
     table = tmp / "v.tsv"
@@ -170,8 +149,9 @@ def test_embed_and_variants_commands(mlm_ps, tmp):
     rows = [(p, CHR2[p - 1].upper()) for p in (1_500_001, 1_600_001, 1_700_001, 1_800_001)]
     table.write_text("chrom\tpos\tref\talt\tlabel\n" + "".join(f"chr2\t{p}\t{r}\t{alt[r]}\t{i % 2}\n"
                                                                 for i, (p, r) in enumerate(rows)))
-    res = run("experiments.dna_variants", f"--ckpt={mlm_ps}", f"--genome={asset_path('dna', 'hg38_chr2_1-2333275.fa.gz')}",
-              f"--variants={table}", f"--out={tmp / 'scores.tsv'}", "--window=128", f"--tfds_dir={tmp / 'tfds'}")
+    res = run_command("experiments.dna_variants", f"--ckpt={mlm_ps}",
+                      f"--genome={asset_path('dna', 'hg38_chr2_1-2333275.fa.gz')}", f"--variants={table}",
+                      f"--out={tmp / 'scores.tsv'}", "--window=128")
     assert "4 variants scored (mlm" in res.stdout and "ROC-AUC" in res.stdout
     lines = (tmp / "scores.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["chrom", "pos", "ref", "alt", "label", "llr"] and len(lines) == 5

@@ -9,9 +9,9 @@ from bioxlstm_jax import presets
 from bioxlstm_jax.data import dna
 from bioxlstm_jax.inference.dna import embed, read_variants, variant_scores, write_embeddings
 from bioxlstm_jax.nn import XLSTMLM
-from tests.helpers import shared_data
+from tests.helpers import data_path
 
-CHR1 = dna.read_genome(shared_data("dna", "hg38_fragments", "hg38_chr1_1-1000000.fa.gz"))
+CHR1 = dna.read_genome(data_path("dna", "hg38_chr1_1-1000000.fa.gz"))
 SEQ = CHR1["chr1"]
 
 

@@ -17,6 +17,7 @@ import pytest
 from bioxlstm_jax.training.logger import read_metrics
 
 SCRIPT = Path(__file__).with_name("tiny_experiment.py")
+pytestmark = pytest.mark.xdist_group("processes")  # one worker builds the uninterrupted runs once
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 24
 ARGS = [f"--config.steps={STEPS}", "--config.checkpoint_every=4", "--config.log_every=1", "--config.eval_every=0",
@@ -51,14 +52,14 @@ def final_params(workdir):
     return jax.tree.map(np.asarray, ckptr.restore(path, target)["params"])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: pytest-xdist may interleave other modules
 def uninterrupted(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("uninterrupted")
     run(workdir)
     return workdir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: pytest-xdist may interleave other modules
 def uninterrupted_unpacked(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("unpacked")
     run(workdir, "--config.pack=False", "--config.seconds_per_batch=0")

@@ -17,7 +17,7 @@ from bioxlstm_jax.training import base_config, causal_lm_task
 from bioxlstm_jax.training.cli import run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make `tests` importable
-from tests.helpers import shared_data  # noqa: E402
+from tests.helpers import data_path  # noqa: E402
 
 ALPHABET = "ACDEFGHIKLMNPQRSTVWYXBZUO"
 
@@ -26,7 +26,7 @@ def sequences(n: int) -> list[np.ndarray]:
     """The first n sequences, as ids 1..25 (0 = padding)."""
     lookup = {c: i + 1 for i, c in enumerate(ALPHABET)}
     out, cur = [], []
-    with gzip.open(shared_data("protein/sequences/mmseqs2_example_DB_uniprot20k.fasta.gz"), "rt") as f:
+    with gzip.open(data_path("protein", "uniprot_500.fasta.gz"), "rt") as f:
         for line in f:
             if line.startswith(">"):
                 if cur:
