@@ -83,3 +83,10 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing under BIOXLSTM_SHARED_DATA={root}")
     return path
+
+
+def xla_flags(devices: int) -> str:
+    """This session's ``XLA_FLAGS`` (tests/conftest.py) with ``devices`` host devices, for a command."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")]
+    return " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"])

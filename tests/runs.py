@@ -23,6 +23,7 @@ import pytest
 
 from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data.smiles import read_smiles
+from tests.helpers import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(".cache") / "bioxlstm_jax"  # under HOME: the default data_dir of every experiment
@@ -54,7 +55,7 @@ def run_command(module: str, *args: str, cwd: str | os.PathLike | None = None, o
     cwd = Path(cwd) if cwd is not None else Path(tempfile.mkdtemp(prefix="cwd_", dir=home.parent))
     tmp = Path(tempfile.mkdtemp(prefix="tmp_", dir=home.parent))
     env = {k: v for k, v in os.environ.items() if k != "BIOXLSTM_DATA_DIR" and not k.startswith("XDG_")}
-    env.update(HOME=str(home), TMPDIR=str(tmp), XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+    env.update(HOME=str(home), TMPDIR=str(tmp), XLA_FLAGS=xla_flags(devices),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     before_cwd, before_home = _files(cwd), _files(home)
     res = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,

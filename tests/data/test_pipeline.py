@@ -165,3 +165,31 @@ def test_array_batches_eval_pass_serves_every_row_once_with_filler_weights():
     flat = sum(first, [])
     assert len(set(flat)) == 20 and flat != sorted(flat)  # one shuffled epoch of 21 rows
     assert all(b == 1.0 for b in next(it)["weight"])
+
+
+def test_one_rule_for_where_prepared_data_goes(tmp_path, monkeypatch):
+    """data_dir if given, else $BIOXLSTM_DATA_DIR, else ~/.cache/bioxlstm_jax/tensorflow_datasets; never
+    a folder named after None (an earlier bug wrote ``None/`` into the working directory)."""
+    from bioxlstm_jax.data.tfds_builders import default_data_dir
+
+    monkeypatch.delenv("BIOXLSTM_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_data_dir() == default_data_dir(None) == default_data_dir("") == str(
+        tmp_path / "home" / ".cache" / "bioxlstm_jax" / "tensorflow_datasets")
+    assert default_data_dir(tmp_path / "mine") == str(tmp_path / "mine")
+    monkeypatch.setenv("BIOXLSTM_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.chdir(tmp_path)
+    srcs = sequence_records({"train": [str(GLOBINS)]})
+    assert len(srcs["train"]) == 45
+    assert list((tmp_path / "env").rglob("*.array_record*")) and not (tmp_path / "None").exists()
+
+
+def test_the_repository_ships_no_prepared_data():
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.fail(f"{root}: not a git checkout")
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    assert not [f for f in files if "array_record" in f or f.startswith("None/")]

@@ -15,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from bioxlstm_jax.training.logger import read_metrics
+from tests.helpers import xla_flags
 
 SCRIPT = Path(__file__).with_name("tiny_experiment.py")
 pytestmark = pytest.mark.xdist_group("processes")  # one worker builds the uninterrupted runs once
@@ -29,7 +30,7 @@ def command(workdir, *extra):
 
 
 def env(devices=8):
-    e = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    e = dict(os.environ, XLA_FLAGS=xla_flags(devices), JAX_PLATFORMS="cpu")
     e["PYTHONPATH"] = os.pathsep.join([str(ROOT), e.get("PYTHONPATH", "")])
     return e
 
