@@ -7,7 +7,8 @@ directory outside the outputs the test names, anything in ``HOME`` outside that 
 font cache), or left anything in ``TMPDIR``. Every experiment the tests run goes through it.
 
 The session fixtures train each small model once (``prot_run``, ``chem_run``, ``dna_mlm_ps_run``) from
-the command's defaults plus a tiny config; the CLI tests and the notebooks reuse them. With
+the command's defaults plus a tiny config; the CLI tests (and the protein and chemistry notebooks)
+reuse them. With
 pytest-xdist each group of tests that shares a run is kept on one worker (``xdist_group``).
 """
 

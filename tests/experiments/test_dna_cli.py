@@ -16,7 +16,7 @@ from bioxlstm_jax.inference.loading import restore_params
 from bioxlstm_jax.nn import XLSTMClassifier, reverse_complement
 from tests.runs import DNA_TINY, run_command, train_run
 
-pytestmark = pytest.mark.xdist_group("dna")  # shares dna_mlm_ps_run with the DNA notebook
+pytestmark = pytest.mark.xdist_group("dna")  # one worker trains the shared DNA runs once
 GUE = asset_path("dna", "gue_prom_300_tata")
 CHR2 = dna.read_genome(asset_path("dna", "hg38_chr2_1-2333275.fa.gz"))["chr2"]
 
