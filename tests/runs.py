@@ -8,8 +8,8 @@ font cache), or left anything in ``TMPDIR``. Every experiment the tests run goes
 
 The session fixtures train each small model once (``prot_run``, ``chem_run``, ``dna_mlm_ps_run``) from
 the command's defaults plus a tiny config; the CLI tests (and the protein and chemistry notebooks)
-reuse them. With
-pytest-xdist each group of tests that shares a run is kept on one worker (``xdist_group``).
+reuse them. With pytest-xdist each group of tests that shares a run is kept on one worker
+(``xdist_group``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ def _command_home(tmp_path_factory):
     yield _HOME
 
 
+def _new_dir(prefix: str) -> Path:
+    """A new empty folder beside this session's HOME (inside pytest's temporary tree)."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=(_HOME or Path(tempfile.mkdtemp())).parent))
+
+
 def _files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*") if not p.is_dir()}
 
@@ -52,9 +57,9 @@ def run_command(module: str, *args: str, cwd: str | os.PathLike | None = None, o
                 devices: int = 2, timeout: int = 900) -> subprocess.CompletedProcess:
     """``python -m module *args`` from ``cwd`` (default: a new empty folder); ``outputs`` are the paths
     (relative to ``cwd``) the command may write there. Asserts exit status 0 when ``ok``."""
-    home = _HOME or Path(tempfile.mkdtemp(prefix="home_"))
-    cwd = Path(cwd) if cwd is not None else Path(tempfile.mkdtemp(prefix="cwd_", dir=home.parent))
-    tmp = Path(tempfile.mkdtemp(prefix="tmp_", dir=home.parent))
+    home = _HOME or _new_dir("home_")
+    cwd = Path(cwd) if cwd is not None else _new_dir("cwd_")
+    tmp = _new_dir("tmp_")
     env = {k: v for k, v in os.environ.items() if k != "BIOXLSTM_DATA_DIR" and not k.startswith("XDG_")}
     env.update(HOME=str(home), TMPDIR=str(tmp), XLA_FLAGS=xla_flags(devices),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -95,7 +100,7 @@ DNA_TINY = ["--config.small_model.embedding_dim=32", "--config.small_model.num_b
 def train_run(module: str, *flags: str) -> Path:
     """Run a training command with its default workdir (``runs/<name>``) from an empty folder."""
     wd = Path("runs") / module.rsplit(".", 1)[-1]
-    cwd = Path(tempfile.mkdtemp(prefix="cwd_", dir=(_HOME or Path(tempfile.gettempdir())).parent))
+    cwd = _new_dir("cwd_")
     run_command(module, *flags, cwd=cwd, outputs=[wd])
     return cwd / wd
 
