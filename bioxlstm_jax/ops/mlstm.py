@@ -194,8 +194,96 @@ def _reverse_cumsum(x: jax.Array, axis: int = -1) -> jax.Array:
     return jnp.flip(jnp.cumsum(jnp.flip(x, axis), axis=axis), axis)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk_size",))
-def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, eps):
+def _chunk_gates(log_f: jax.Array, i: jax.Array):
+    """Gates of one chunk (..., L): b = within-chunk cumsum of log f, g = the chunk's total log decay,
+    a_tau = sum_{j > tau} log f_j + i_tau (a reverse cumsum, never g - b)."""
+    b = jnp.cumsum(log_f, axis=-1)
+    log_f_after = jnp.concatenate([log_f[..., 1:], jnp.zeros_like(log_f[..., :1])], axis=-1)
+    return b, b[..., -1], _reverse_cumsum(log_f_after) + i
+
+
+def _chunk_summary(k, v, log_f, i):
+    """What a chunk adds to the state, stabilized by its own max: (g, m_local, kv, ksum) with shapes
+    (...), (...), (..., DHQK, DHV), (..., DHQK) from k (..., L, DHQK) (scaled), v (..., L, DHV)."""
+    _, g, a = _chunk_gates(log_f, i)
+    m_local = jnp.max(a, axis=-1)
+    kw = k * jnp.exp(a - m_local[..., None])[..., None]
+    return g, m_local, _einsum("...ld,...le->...de", kw, v), jnp.sum(kw, axis=-2)
+
+
+def _combine(state: MLSTMState, summary) -> MLSTMState:
+    """The state after a chunk: the entering state decayed by the chunk's total decay, plus its summary."""
+    C, n, m = state
+    g, m_local, kv, ksum = summary
+    m_new = jnp.maximum(g + m, m_local)
+    decay = jnp.exp(g + m - m_new)
+    weight = jnp.exp(m_local - m_new)
+    return MLSTMState(decay[..., None, None] * C + weight[..., None, None] * kv,
+                      decay[..., None] * n + weight[..., None] * ksum, m_new)
+
+
+def _chunk_output(q, k, v, log_f, i, state: MLSTMState, eps):
+    """h (..., L, DHV) of a chunk from its inputs and the state entering it: the intra-chunk quadratic
+    part (decay from direct partial sums within the chunk) plus the entering state's part."""
+    C_in, n_in, m_in = state
+    b, _, _ = _chunk_gates(log_f, i)
+    log_d = _log_decay_matrix(log_f, causal=True) + i[..., None, :]  # (..., L, L)
+    m_comb = jnp.maximum(b + m_in[..., None], jnp.max(log_d, axis=-1))  # (..., L)
+    scores = _einsum("...ld,...sd->...ls", q, k) * jnp.exp(log_d - m_comb[..., None])
+    q_inter = q * jnp.exp(b + m_in[..., None] - m_comb)[..., None]
+    num = _einsum("...ls,...se->...le", scores, v) + _einsum("...ld,...de->...le", q_inter, C_in)
+    den = jnp.sum(scores, axis=-1) + _einsum("...ld,...d->...l", q_inter, n_in)
+    return num / (jnp.maximum(jnp.abs(den), jnp.exp(-m_comb)) + eps)[..., None]
+
+
+def _chunk(q, k, v, log_f, i, state, eps):
+    """One chunk: (h, state after it). The backward pass differentiates exactly this function."""
+    return _chunk_output(q, k, v, log_f, i, state, eps), _combine(state, _chunk_summary(k, v, log_f, i))
+
+
+def _chunkwise_forward(q, k, v, log_f, i, initial_state, eps):
+    """Chunk-major inputs (NC, B, NH, L, .): (h (NC, B, NH, L, DHV), last state, states entering each chunk)."""
+    summaries = _chunk_summary(k, v, log_f, i)  # all chunks at once
+    last, entering = lax.scan(lambda state, s: (_combine(state, s), state), initial_state, summaries)
+    return _chunk_output(q, k, v, log_f, i, entering, eps), last, entering
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _chunkwise_core(q, k, v, log_f, i, initial_state, eps):
+    h, last, _ = _chunkwise_forward(q, k, v, log_f, i, initial_state, eps)
+    return h, last
+
+
+def _chunkwise_core_fwd(q, k, v, log_f, i, initial_state, eps):
+    h, last, entering = _chunkwise_forward(q, k, v, log_f, i, initial_state, eps)
+    return (h, last), (q, k, v, log_f, i, entering)
+
+
+def _chunkwise_core_bwd(eps, residuals, cotangents):
+    """Reverse scan over chunks: recompute one chunk from its inputs and entering state, pull the
+    output and state cotangents back through it (``jax.vjp`` of ``_chunk``), carry the entering
+    state's cotangent to the previous chunk. Exact: the gradient of the forward above, normalizer and
+    stabilizer included, with O(one chunk) temporaries instead of the forward's (NC, L, L) tensors."""
+    q, k, v, log_f, i, entering = residuals
+    dh, dlast = cotangents
+
+    def step(dstate, xs):
+        *chunk_inputs, state, dh_c = xs
+        _, pullback = jax.vjp(lambda *a: _chunk(*a, eps), *chunk_inputs, state)
+        *d_inputs, d_state = pullback((dh_c, dstate))
+        return d_state, tuple(d_inputs)
+
+    d_initial, d_inputs = lax.scan(step, dlast, (q, k, v, log_f, i, entering, dh), reverse=True)
+    return (*d_inputs, d_initial)
+
+
+_chunkwise_core.defvjp(_chunkwise_core_fwd, _chunkwise_core_bwd)
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size", "eps", "recompute"))
+def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, eps, recompute=True):
+    """The XLA chunkwise form. ``recompute=True``: the custom VJP above (saves inputs and entering
+    states only); ``False``: plain autodiff of the same forward (the reference the tests compare to)."""
     B, NH, S, DHQK, DHV = _check_inputs(q, k, v, i, f)
     ct = _compute_dtype(q.dtype)
     L = min(chunk_size, S)
@@ -215,53 +303,20 @@ def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, ep
         i = jnp.pad(i, padw, constant_values=-jnp.inf)
         q, k, v = (jnp.pad(x, padw + ((0, 0),)) for x in (q, k, v))
 
-    q = q.reshape(B, NH, NC, L, DHQK)
-    k = k.reshape(B, NH, NC, L, DHQK) * DHQK**-0.5
-    v = v.reshape(B, NH, NC, L, DHV)
-    log_f = log_f.reshape(B, NH, NC, L)
-    i = i.reshape(B, NH, NC, L)
-
-    # Chunk gates: b = within-chunk cumsum, g = total decay, a_tau = sum_{j>tau} log f_j + i_tau
-    # (a reverse cumsum, never g - b).
-    b = jnp.cumsum(log_f, axis=-1)
-    g = b[..., -1]
-    log_f_after = jnp.concatenate([log_f[..., 1:], jnp.zeros_like(log_f[..., :1])], axis=-1)
-    a = _reverse_cumsum(log_f_after) + i
-    m_local = jnp.max(a, axis=-1)  # (B, NH, NC)
-    w = jnp.exp(a - m_local[..., None])
-    kv = _einsum("bhcld,bhcle->bhcde", k * w[..., None], v)  # (B, NH, NC, DHQK, DHV)
-    ksum = jnp.sum(k * w[..., None], axis=-2)  # (B, NH, NC, DHQK)
+    def chunk_major(x):  # (B, NH, NC * L, ...) -> (NC, B, NH, L, ...)
+        return jnp.moveaxis(x.reshape(B, NH, NC, L, *x.shape[3:]), 2, 0)
 
     if initial_state is None:
         initial_state = MLSTMState.zeros(B, NH, DHQK, DHV, ct)
     _check_state(initial_state, B, NH, DHQK, DHV)
     initial_state = MLSTMState(*(x.astype(ct) for x in initial_state))
-
-    def inter_chunk(state, xs):
-        C, n, m = state
-        g_c, m_loc, kv_c, ks_c = xs
-        m_new = jnp.maximum(g_c + m, m_loc)
-        decay = jnp.exp(g_c + m - m_new)
-        weight = jnp.exp(m_loc - m_new)
-        C_new = decay[..., None, None] * C + weight[..., None, None] * kv_c
-        n_new = decay[..., None] * n + weight[..., None] * ks_c
-        return MLSTMState(C_new, n_new, m_new), state
-
-    chunk_major = tuple(jnp.moveaxis(x, 2, 0) for x in (g, m_local, kv, ksum))
-    last_state, entering = lax.scan(inter_chunk, initial_state, chunk_major)
-    C_in, n_in, m_in = (jnp.moveaxis(x, 0, 2) for x in entering)  # states entering each chunk
-
-    # Intra-chunk: decay from direct partial sums within the chunk, combined with the entering state.
-    log_d = _log_decay_matrix(log_f, causal=True) + i[..., None, :]  # (B, NH, NC, L, L)
-    m_intra = jnp.max(log_d, axis=-1)
-    m_comb = jnp.maximum(b + m_in[..., None], m_intra)  # (B, NH, NC, L)
-    scores = _einsum("bhcld,bhcsd->bhcls", q, k) * jnp.exp(log_d - m_comb[..., None])
-    q_inter = q * jnp.exp(b + m_in[..., None] - m_comb)[..., None]
-    num = _einsum("bhcls,bhcse->bhcle", scores, v) + _einsum("bhcld,bhcde->bhcle", q_inter, C_in)
-    den = jnp.sum(scores, axis=-1) + _einsum("bhcld,bhcd->bhcl", q_inter, n_in)
-    h = num / (jnp.maximum(jnp.abs(den), jnp.exp(-m_comb)) + eps)[..., None]
-    h = h.reshape(B, NH, NC * L, DHV)[:, :, :S]
-    return h, last_state
+    args = (chunk_major(q), chunk_major(k * DHQK**-0.5), chunk_major(v), chunk_major(log_f), chunk_major(i))
+    if recompute:
+        h, last_state = _chunkwise_core(*args, initial_state, eps)
+    else:
+        h, last_state, _ = _chunkwise_forward(*args, initial_state, eps)
+    h = jnp.moveaxis(h, 0, 2).reshape(B, NH, NC * L, DHV)[:, :, :S]
+    return h, MLSTMState(*last_state)
 
 
 def _on_gpu() -> bool:
@@ -372,7 +427,7 @@ def mlstm_chunkwise(
         last_state = MLSTMState(*last)
     else:
         h, last_state = _mlstm_chunkwise_xla(
-            q, k, v, i, f, resets, initial_state, chunk_size=chunk_size, eps=eps
+            q, k, v, i, f, resets, initial_state, chunk_size=chunk_size, eps=float(eps)
         )
     h = h.astype(q.dtype)
     return (h, last_state) if return_last_state else h
