@@ -44,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.chunk_size = 64  # mLSTM chunk (0 = the preset's)
     c.backend = "chunkwise"
     c.dtype = "float32"  # compute dtype (bfloat16 on GPU)
-    c.remat = False
+    c.remat = "none"  # none | block | block_save_dots (XLSTMConfig.remat; block for long contexts)
     c.data_dir = ""  # "" = the shipped clusters; else an OpenProteinSet tree or a folder of MSA files
     c.train_split = ""  # split file of cluster ids ("" = every cluster not in eval_split)
     c.eval_split = ""  # "" with the shipped data = its eval_clusters.txt

@@ -7,20 +7,67 @@ transpose at most: LayerNorm ``weight`` (scale ``1 + weight``, no bias), depthwi
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["LayerNorm", "MultiHeadLayerNorm", "DepthwiseConv1d", "LinearHeadwiseExpand"]
+__all__ = ["LayerNorm", "MultiHeadLayerNorm", "DepthwiseConv1d", "LinearHeadwiseExpand", "silu"]
+
+# Custom VJPs below save only their inputs (autodiff would keep 2-4 intermediates of the input's size
+# for the backward pass); the backward recomputes the rest. Same forward, same gradient to rounding.
 
 
-def _layer_norm(x, eps):
+@jax.custom_vjp
+def silu(x):
+    """``x * sigmoid(x)`` (``jax.nn.silu``); the backward pass keeps x only."""
+    return x * jax.nn.sigmoid(x)
+
+
+def _silu_fwd(x):
+    return silu(x), x
+
+
+def _silu_bwd(x, g):
+    s = jax.nn.sigmoid(x)
+    return (g * (s * (1 + x * (1 - s))),)
+
+
+silu.defvjp(_silu_fwd, _silu_bwd)
+
+
+def _normalize(x, eps):
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = jnp.mean(x32, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-    return (x32 - mean) * jax.lax.rsqrt(var + eps)
+    return (x32 - mean) * jax.lax.rsqrt(var + eps), jax.lax.rsqrt(var + eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _scaled_layer_norm(x, scale, eps):
+    """``normalize(x) * scale`` over the last axis, statistics in float32, output in x's dtype; scale
+    broadcasts against x's trailing axes. The backward pass keeps x only."""
+    return (_normalize(x, eps)[0] * scale).astype(x.dtype)
+
+
+def _scaled_layer_norm_fwd(x, scale, eps):
+    return _scaled_layer_norm(x, scale, eps), (x, scale)
+
+
+def _scaled_layer_norm_bwd(eps, res, g):
+    x, scale = res
+    y, rstd = _normalize(x, eps)
+    g32 = g.astype(y.dtype)
+    lead = tuple(range(g.ndim - scale.ndim))
+    d_scale = jnp.sum(g32 * y, axis=lead).astype(scale.dtype)
+    gy = g32 * scale
+    dx = rstd * (gy - jnp.mean(gy, axis=-1, keepdims=True) - y * jnp.mean(gy * y, axis=-1, keepdims=True))
+    return dx.astype(x.dtype), d_scale
+
+
+_scaled_layer_norm.defvjp(_scaled_layer_norm_fwd, _scaled_layer_norm_bwd)
 
 
 class LayerNorm(nn.Module):
@@ -34,7 +81,7 @@ class LayerNorm(nn.Module):
     @nn.compact
     def __call__(self, x):
         weight = self.param("weight", nn.initializers.zeros_init(), (x.shape[-1],), jnp.float32)
-        return (_layer_norm(x, self.eps) * (1.0 + weight)).astype(x.dtype)
+        return _scaled_layer_norm(x, 1.0 + weight, self.eps)
 
 
 class MultiHeadLayerNorm(nn.Module):
@@ -49,7 +96,7 @@ class MultiHeadLayerNorm(nn.Module):
     def __call__(self, x):
         NH, DH = x.shape[-2:]
         weight = self.param("weight", nn.initializers.zeros_init(), (NH * DH,), jnp.float32)
-        return (_layer_norm(x, self.eps) * (1.0 + weight.reshape(NH, DH))).astype(x.dtype)
+        return _scaled_layer_norm(x, 1.0 + weight.reshape(NH, DH), self.eps)
 
 
 def _torch_conv_init(fan_in: int):
@@ -125,7 +172,10 @@ def _small_blocks_bwd(res, g):
     xh, w = res
     g32, w32 = g.astype(jnp.float32), w.astype(jnp.float32)
     dx = sum(g32[..., :, j, None] * w32[:, j, :] for j in range(w.shape[1])).astype(xh.dtype)
-    dw = jnp.sum(g32[..., :, :, None] * xh.astype(jnp.float32)[..., :, None, :], axis=tuple(range(g.ndim - 2)))
+    x32, lead = xh.astype(jnp.float32), tuple(range(g.ndim - 2))
+    # One multiply-reduce per (out, in) pair: never the (..., NH, out, in) product (16x x's size).
+    dw = jnp.stack([jnp.stack([jnp.sum(g32[..., j] * x32[..., i], axis=lead) for i in range(w.shape[2])], -1)
+                    for j in range(w.shape[1])], -2)
     return dx, dw.astype(w.dtype)
 
 

@@ -18,6 +18,7 @@ BIDIRECTIONAL_MODES = ("none", "sum", "alternating", "native")
 BACKENDS = ("parallel", "chunkwise")
 DTYPES = ("float32", "bfloat16", "float16")
 SLSTM_BIAS_INITS = ("powerlaw_blockdependent", "small_init", "zeros")
+REMAT_POLICIES = ("none", "block", "block_save_dots")
 
 
 def _round_dim(dim: float, multiple: int, up: bool) -> int:
@@ -62,7 +63,11 @@ class XLSTMConfig:
         ``"pallas"`` or ``"xla"``.
       eps: mLSTM normalizer epsilon.
       dtype: activation dtype; parameters and cell states are always float32.
-      remat: rematerialise each block in the backward pass (saves activation memory).
+      remat: what the backward pass recomputes (``bioxlstm_jax.nn.model`` module docstring):
+        ``"none"`` (autodiff saves what it needs), ``"block"`` (only each block's input is saved; the
+        block runs again in the backward pass) or ``"block_save_dots"`` (as ``"block"``, but the
+        outputs of the blocks' dense projections are saved too). ``True`` / ``False`` (configs of older
+        runs) mean ``"block"`` / ``"none"``.
     """
 
     vocab_size: int
@@ -96,10 +101,12 @@ class XLSTMConfig:
     kernel: str = "auto"
     eps: float = 1e-6
     dtype: str = "float32"
-    remat: bool = False
+    remat: str = "none"
 
     def __post_init__(self):
         object.__setattr__(self, "slstm_at", tuple(int(i) for i in self.slstm_at))
+        if isinstance(self.remat, bool):
+            object.__setattr__(self, "remat", "block" if self.remat else "none")
         if self.complement_map is not None:
             object.__setattr__(self, "complement_map", tuple(int(i) for i in self.complement_map))
         for name, value, allowed in [
@@ -109,6 +116,7 @@ class XLSTMConfig:
             ("kernel", self.kernel, CHUNKWISE_BACKENDS),
             ("dtype", self.dtype, DTYPES),
             ("slstm_bias_init", self.slstm_bias_init, SLSTM_BIAS_INITS),
+            ("remat", self.remat, REMAT_POLICIES),
         ]:
             if value not in allowed:
                 raise ValueError(f"XLSTMConfig.{name} must be one of {allowed}, got {value!r}")

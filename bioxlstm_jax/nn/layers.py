@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from bioxlstm_jax import ops
-from bioxlstm_jax.nn.components import DepthwiseConv1d, LinearHeadwiseExpand, MultiHeadLayerNorm
+from bioxlstm_jax.nn.components import DepthwiseConv1d, LinearHeadwiseExpand, MultiHeadLayerNorm, silu
 from bioxlstm_jax.nn.config import XLSTMConfig
 from bioxlstm_jax.nn.rope import apply_rope
 
@@ -51,6 +51,26 @@ def _dense(features, cfg, name, init, use_bias=False):
     )
 
 
+class _ConcatDense(nn.Module):
+    """``nn.Dense`` (float32, zero-initialised kernel) of ``concatenate(xs, -1)`` without building the
+    concatenation: one matmul per part with its rows of the kernel (the gates read q, k and v; the
+    concatenation and its gradient would be 2 x 3 inner dims per token)."""
+
+    features: int
+    bias_init: Any
+
+    @nn.compact
+    def __call__(self, xs):
+        sizes = [x.shape[-1] for x in xs]
+        kernel = self.param("kernel", nn.initializers.zeros_init(), (sum(sizes), self.features), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+        out, start = bias, 0
+        for x, n in zip(xs, sizes):
+            out = out + jnp.dot(x.astype(jnp.float32), kernel[start:start + n])
+            start += n
+        return out
+
+
 class MLSTMLayer(nn.Module):
     """The mLSTM layer: x (B, S, D) -> (B, S, D).
 
@@ -77,18 +97,16 @@ class MLSTMLayer(nn.Module):
         x_m, z = jnp.split(x_inner, 2, axis=-1)
         conv = DepthwiseConv1d(cfg.conv1d_kernel_size, causal=cfg.mlstm_conv_causal, name="conv1d")
         c, conv_state = conv(x_m, None if state is None else state["conv"], resets=resets)
-        c = nn.silu(c)
+        c = silu(c)
         headwise = dict(num_heads=I // cfg.qkv_proj_blocksize, use_bias=cfg.bias, init_dim=D)
         q = LinearHeadwiseExpand(**headwise, name="q_proj")(c)
         k = LinearHeadwiseExpand(**headwise, name="k_proj")(c)
         v = LinearHeadwiseExpand(**headwise, name="v_proj")(x_m)
         if cfg.rope == "inner":
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        gate_in = jnp.concatenate([q, k, v], axis=-1)
-        i_pre = nn.Dense(NH, kernel_init=nn.initializers.zeros_init(), bias_init=nn.initializers.normal(0.1),
-                         dtype=jnp.float32, name="igate")(gate_in)
-        f_pre = nn.Dense(NH, kernel_init=nn.initializers.zeros_init(), bias_init=_linspace_init(3.0, 6.0),
-                         dtype=jnp.float32, name="fgate")(gate_in)
+        gate_in = (q, k, v)
+        i_pre = _ConcatDense(NH, bias_init=nn.initializers.normal(0.1), name="igate")(gate_in)
+        f_pre = _ConcatDense(NH, bias_init=_linspace_init(3.0, 6.0), name="fgate")(gate_in)
         q, k, v = (t.reshape(B, S, NH, DH) for t in (q, k, v))
         if cfg.rope == "head":
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
@@ -110,7 +128,7 @@ class MLSTMLayer(nn.Module):
             )
         h = MultiHeadLayerNorm(name="outnorm")(jnp.swapaxes(h, 1, 2)).reshape(B, S, I)
         skip = self.param("learnable_skip", nn.initializers.ones_init(), (I,), jnp.float32)
-        h = (h + skip.astype(c.dtype) * c) * nn.silu(z)
+        h = (h + skip.astype(c.dtype) * c) * silu(z)
         y = _dense(D, cfg, "proj_down", wang_init(D, cfg.num_blocks), cfg.bias)(h)
         new_state = {"mlstm": new_cell_state, "conv": conv_state} if self.return_state else None
         return y, new_state
@@ -157,7 +175,7 @@ class SLSTMLayer(nn.Module):
         NH, DH = cfg.slstm_num_heads, cfg.slstm_head_dim
         conv = DepthwiseConv1d(cfg.slstm_conv1d_kernel_size, causal=cfg.slstm_conv_causal, name="conv1d")
         c, conv_state = conv(x, None if state is None else state["conv"])
-        c = nn.silu(c)
+        c = silu(c)
         headwise = dict(num_heads=NH, init_dim=D)
         gates = [
             LinearHeadwiseExpand(**headwise, name="igate")(c),

@@ -9,6 +9,14 @@ Parameter tree of ``XLSTMLM``::
     backbone/post_blocks_norm/weight
     lm_head/kernel (D, V)                                                (absent if tie_weights)
 
+Rematerialisation (``XLSTMConfig.remat``): with ``"block"`` or ``"block_save_dots"`` each run of
+consecutive blocks of one type is a ``lax.scan`` over the blocks' parameters (stacked at apply time;
+the parameter tree is unchanged) of a ``jax.checkpoint``-ed block, so the forward pass keeps only the
+blocks' inputs. A Python loop of ``nn.remat`` blocks does not: XLA's CPU pipeline drops the
+optimization barriers that keep common-subexpression elimination from merging the recomputation
+with the forward pass, so its buffer plan is the same as without remat (measured). The scan's
+backward loop is a separate computation, which nothing can merge back.
+
 Recurrent state: a tuple with one dict per block, ``{"mlstm": MLSTMState, "conv": (B, KS-1, I)}`` or
 ``{"slstm": SLSTMState, "conv": (B, KS-1, D)}`` (see ``zero_state``).
 """
@@ -145,32 +153,81 @@ class XLSTMBackbone(nn.Module):
         elif cfg.rope == "head":
             rope = tuple(a[:, :, None, :] for a in rope_angles(positions, cfg.mlstm_head_dim, cfg.rope_base))
 
-        block_cls = nn.remat(XLSTMBlock) if cfg.remat else XLSTMBlock
-        new_states = []
-        for idx in range(cfg.num_blocks):
-            block = block_cls(cfg, idx, return_state, name=f"block_{idx}")
-            block_state = None if state is None else state[idx]
-
-            # The time-reversed passes see the same position ids, as DNA-xLSTM's fixed RoPE table.
-            def directed(h, block=block, idx=idx, block_state=block_state):
-                if cfg.bidirectional == "sum":
-                    fwd, _ = block(h, rope, None, None)
-                    bwd, _ = block(jnp.flip(h, 1), rope, None, None)
-                    return fwd + jnp.flip(bwd, 1), None
-                if cfg.bidirectional == "alternating" and idx % 2 == 0:
-                    out, _ = block(jnp.flip(h, 1), rope, None, None)
-                    return jnp.flip(out, 1), None
-                return block(h, rope, block_state, resets)
-
-            if cfg.rcps:
-                x = _rc_wrap(lambda h: directed(h)[0], x)
-            else:
-                x, block_new = directed(x)
+        if cfg.remat != "none" and not self.is_initializing():
+            x, new_states = _remat_blocks(cfg, self.variables["params"], x, rope, state, resets, return_state)
+        else:
+            new_states = []
+            for idx in range(cfg.num_blocks):
+                block = XLSTMBlock(cfg, idx, return_state, name=f"block_{idx}")
+                x, block_new = _directed(cfg, idx, block, x, rope, None if state is None else state[idx], resets)
                 new_states.append(block_new)
         if cfg.add_post_blocks_norm:
             norm = LayerNorm(name="post_blocks_norm")
             x = _rc_wrap(norm, x) if cfg.rcps else norm(x)
         return (x, tuple(new_states)) if return_state else x
+
+
+def _directed(cfg, idx, block, x, rope, block_state, resets, reverse=None):
+    """Block ``idx`` in the model's direction mode (and RC wrapping): ``(x, new block state or None)``.
+    ``block(h, rope, state, resets)``. ``reverse`` (a traced bool) replaces ``idx % 2 == 0`` of the
+    alternating mode inside a scan."""
+
+    def directed(h):
+        # The time-reversed passes see the same position ids, as DNA-xLSTM's fixed RoPE table.
+        if cfg.bidirectional == "sum":
+            fwd, _ = block(h, rope, None, None)
+            bwd, _ = block(jnp.flip(h, 1), rope, None, None)
+            return fwd + jnp.flip(bwd, 1), None
+        if cfg.bidirectional == "alternating":
+            if reverse is None:
+                if idx % 2:
+                    return block(h, rope, None, None)[0], None
+                return jnp.flip(block(jnp.flip(h, 1), rope, None, None)[0], 1), None
+            flip = lambda t: jnp.where(reverse, jnp.flip(t, 1), t)  # noqa: E731
+            return flip(block(flip(h), rope, None, None)[0]), None
+        return block(h, rope, block_state, resets)
+
+    if cfg.rcps:
+        return _rc_wrap(lambda h: directed(h)[0], x), None
+    return directed(x)
+
+
+_REMAT_POLICIES = {
+    "block": jax.checkpoint_policies.nothing_saveable,
+    "block_save_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def _remat_blocks(cfg, params, x, rope, state, resets, return_state):
+    """The blocks as scans of checkpointed blocks over each run of consecutive blocks of one type
+    (see the module docstring): ``(x, per-block new states or Nones)``."""
+    policy = _REMAT_POLICIES[cfg.remat]
+    types = cfg.block_types
+    new_states = []
+    start = 0
+    while start < cfg.num_blocks:
+        end = start
+        while end < cfg.num_blocks and types[end] == types[start]:
+            end += 1
+        run = range(start, end)
+        # The block's parameters only (block_idx matters at initialisation alone).
+        block = XLSTMBlock(cfg, start, return_state, parent=None)
+        stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
+        xs = {
+            "params": stack([params[f"block_{i}"] for i in run]),
+            "reverse": jnp.asarray([i % 2 == 0 for i in run]),
+            "state": None if state is None else stack([state[i] for i in run]),
+        }
+
+        def body(h, xs, block=block):
+            apply = lambda h, rope, st, rs: block.apply({"params": xs["params"]}, h, rope, st, rs)  # noqa: E731
+            return _directed(cfg, None, apply, h, rope, xs["state"], resets, reverse=xs["reverse"])
+
+        x, run_states = jax.lax.scan(jax.checkpoint(body, policy=policy, prevent_cse=False), x, xs)
+        for j in range(end - start):
+            new_states.append(None if run_states is None else jax.tree.map(lambda a, j=j: a[j], run_states))
+        start = end
+    return x, new_states
 
 
 def _rc_wrap(fn, x):

@@ -241,39 +241,66 @@ def _chunk(q, k, v, log_f, i, state, eps):
     return _chunk_output(q, k, v, log_f, i, state, eps), _combine(state, _chunk_summary(k, v, log_f, i))
 
 
-def _chunkwise_forward(q, k, v, log_f, i, initial_state, eps):
-    """Chunk-major inputs (NC, B, NH, L, .): (h (NC, B, NH, L, DHV), last state, states entering each chunk)."""
-    summaries = _chunk_summary(k, v, log_f, i)  # all chunks at once
-    last, entering = lax.scan(lambda state, s: (_combine(state, s), state), initial_state, summaries)
-    return _chunk_output(q, k, v, log_f, i, entering, eps), last, entering
+def _chunk_slices(q, k, v, log_f, i, c, L):
+    """Chunk c of time-major q, k, v (B, S, NH, D) and gates (B, NH, S): (B, L, NH, D), (B, NH, L)."""
+    return tuple(lax.dynamic_slice_in_dim(x, c * L, L, axis=2 if x.ndim == 3 else 1) for x in (q, k, v, log_f, i))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def _chunkwise_core(q, k, v, log_f, i, initial_state, eps):
-    h, last, _ = _chunkwise_forward(q, k, v, log_f, i, initial_state, eps)
+def _chunk_time_major(q, k, v, log_f, i, state, eps):
+    """``_chunk`` of time-major slices (B, L, NH, D), k unscaled: (h (B, L, NH, DHV), state after)."""
+    qc, kc, vc = (jnp.swapaxes(x, 1, 2) for x in (q, k, v))
+    h, new_state = _chunk(qc, kc * q.shape[-1] ** -0.5, vc, log_f, i, state, eps)
+    return jnp.swapaxes(h, 1, 2), new_state
+
+
+def _chunkwise_forward(q, k, v, log_f, i, initial_state, eps, L):
+    """Time-major inputs q, k (B, S, NH, DHQK), v (B, S, NH, DHV), gates (B, NH, S), S a multiple of L:
+    (h (B, S, NH, DHV), last state, the states entering each chunk (NC leading)). A scan over chunks
+    of ``_chunk``: one chunk's (L, L) matrices at a time, and no copy of the inputs."""
+    NC = q.shape[1] // L
+
+    def step(carry, c):
+        state, h = carry
+        h_c, new_state = _chunk_time_major(*_chunk_slices(q, k, v, log_f, i, c, L), state, eps)
+        h = lax.dynamic_update_slice_in_dim(h, h_c, c * L, axis=1)
+        return (new_state, h), state
+
+    h0 = jnp.zeros(v.shape, q.dtype)
+    (last, h), entering = lax.scan(step, (initial_state, h0), jnp.arange(NC))
+    return h, last, entering
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _chunkwise_core(q, k, v, log_f, i, initial_state, eps, L):
+    h, last, _ = _chunkwise_forward(q, k, v, log_f, i, initial_state, eps, L)
     return h, last
 
 
-def _chunkwise_core_fwd(q, k, v, log_f, i, initial_state, eps):
-    h, last, entering = _chunkwise_forward(q, k, v, log_f, i, initial_state, eps)
+def _chunkwise_core_fwd(q, k, v, log_f, i, initial_state, eps, L):
+    h, last, entering = _chunkwise_forward(q, k, v, log_f, i, initial_state, eps, L)
     return (h, last), (q, k, v, log_f, i, entering)
 
 
-def _chunkwise_core_bwd(eps, residuals, cotangents):
+def _chunkwise_core_bwd(eps, L, residuals, cotangents):
     """Reverse scan over chunks: recompute one chunk from its inputs and entering state, pull the
     output and state cotangents back through it (``jax.vjp`` of ``_chunk``), carry the entering
     state's cotangent to the previous chunk. Exact: the gradient of the forward above, normalizer and
-    stabilizer included, with O(one chunk) temporaries instead of the forward's (NC, L, L) tensors."""
+    stabilizer included, with one chunk's temporaries at a time."""
     q, k, v, log_f, i, entering = residuals
     dh, dlast = cotangents
+    NC = q.shape[1] // L
 
-    def step(dstate, xs):
-        *chunk_inputs, state, dh_c = xs
-        _, pullback = jax.vjp(lambda *a: _chunk(*a, eps), *chunk_inputs, state)
-        *d_inputs, d_state = pullback((dh_c, dstate))
-        return d_state, tuple(d_inputs)
+    def step(carry, xs):
+        dstate, *d_bufs = carry
+        c, state = xs
+        _, pullback = jax.vjp(lambda *a: _chunk_time_major(*a, eps), *_chunk_slices(q, k, v, log_f, i, c, L), state)
+        *d_chunk, d_state = pullback((lax.dynamic_slice_in_dim(dh, c * L, L, axis=1), dstate))
+        d_bufs = [lax.dynamic_update_slice_in_dim(buf, d, c * L, axis=2 if buf.ndim == 3 else 1)
+                  for buf, d in zip(d_bufs, d_chunk)]
+        return (d_state, *d_bufs), None
 
-    d_initial, d_inputs = lax.scan(step, dlast, (q, k, v, log_f, i, entering, dh), reverse=True)
+    zeros = tuple(jnp.zeros_like(x) for x in (q, k, v, log_f, i))
+    (d_initial, *d_inputs), _ = lax.scan(step, (dlast, *zeros), (jnp.arange(NC), entering), reverse=True)
     return (*d_inputs, d_initial)
 
 
@@ -295,28 +322,23 @@ def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, ep
         # A new document starts here: nothing before it may leak in (exactly, thanks to partial sums).
         log_f = jnp.where(resets[:, None, :], -jnp.inf, log_f)
     i = i.astype(ct)
-    q, k, v = (x.astype(ct) for x in (q, k, v))
+    # Time-major (B, S, NH, D): the layout of the projections that produce q, k, v (the transposes cancel).
+    q, k, v = (jnp.swapaxes(x.astype(ct), 1, 2) for x in (q, k, v))
     if pad:
         # Padded steps leave the state unchanged: log f = 0 (keep everything), i = -inf (add nothing).
-        padw = ((0, 0), (0, 0), (0, pad))
-        log_f = jnp.pad(log_f, padw)
-        i = jnp.pad(i, padw, constant_values=-jnp.inf)
-        q, k, v = (jnp.pad(x, padw + ((0, 0),)) for x in (q, k, v))
-
-    def chunk_major(x):  # (B, NH, NC * L, ...) -> (NC, B, NH, L, ...)
-        return jnp.moveaxis(x.reshape(B, NH, NC, L, *x.shape[3:]), 2, 0)
+        log_f = jnp.pad(log_f, ((0, 0), (0, 0), (0, pad)))
+        i = jnp.pad(i, ((0, 0), (0, 0), (0, pad)), constant_values=-jnp.inf)
+        q, k, v = (jnp.pad(x, ((0, 0), (0, pad), (0, 0), (0, 0))) for x in (q, k, v))
 
     if initial_state is None:
         initial_state = MLSTMState.zeros(B, NH, DHQK, DHV, ct)
     _check_state(initial_state, B, NH, DHQK, DHV)
     initial_state = MLSTMState(*(x.astype(ct) for x in initial_state))
-    args = (chunk_major(q), chunk_major(k * DHQK**-0.5), chunk_major(v), chunk_major(log_f), chunk_major(i))
     if recompute:
-        h, last_state = _chunkwise_core(*args, initial_state, eps)
+        h, last_state = _chunkwise_core(q, k, v, log_f, i, initial_state, eps, L)
     else:
-        h, last_state, _ = _chunkwise_forward(*args, initial_state, eps)
-    h = jnp.moveaxis(h, 0, 2).reshape(B, NH, NC * L, DHV)[:, :, :S]
-    return h, MLSTMState(*last_state)
+        h, last_state, _ = _chunkwise_forward(q, k, v, log_f, i, initial_state, eps, L)
+    return jnp.swapaxes(h[:, :S], 1, 2), MLSTMState(*last_state)
 
 
 def _on_gpu() -> bool:

@@ -1,0 +1,172 @@
+"""Long-context training memory and time: one training step of a preset at S tokens, per remat policy.
+
+Usage (from the repository root)::
+
+    python benchmarks/long_context.py                                   # the CPU cases below
+    python benchmarks/long_context.py --cases prot_xlstm_26m:16384:block --torch-max 4096
+
+Each case ``preset:S:remat`` runs in its own subprocess (batch 1, float32 on CPU): the training step of
+``bioxlstm_jax.training`` (causal-LM loss, gradients, clipping, AdamW update), jitted with the state
+donated, as ``benchmarks/train_throughput.py`` builds it. Reported per case:
+
+* ``planned_bytes``: XLA's buffer plan of the compiled step (temp + arguments + outputs - aliases),
+  and ``planned_kib_per_token``;
+* ``peak_rss_bytes``: the worker's peak resident memory (``ru_maxrss``, compilation included);
+* ``seconds_per_step`` (median of ``--steps`` steps after one warm-up step; at S >= 65536 one step,
+  no warm-up) and ``tokens_per_second``.
+
+With ``--torch-max N`` the official PyTorch ``xlstm`` model (no RoPE, its default parallel mLSTM)
+runs beside each preset at S <= N (its RSS growth over the steps; see ``train_throughput.py``).
+Writes ``benchmarks/results/long_context_<device>.json`` and ``long_context_<device>.png`` (planned
+memory and time per token against S).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_throughput import RESULTS_DIR, save_results, worker_torch  # noqa: E402
+
+CPU_CASES = (["prot_xlstm_26m:1024:none", "prot_xlstm_26m:1024:block", "prot_xlstm_26m:1024:block_save_dots",
+              "prot_xlstm_26m:4096:none", "prot_xlstm_26m:4096:block", "prot_xlstm_26m:16384:block",
+              "prot_xlstm_26m:16384:block_save_dots", "prot_xlstm_26m:32768:block", "prot_xlstm_26m:131072:block"]
+             + ["dna_xlstm_4m:4096:none", "dna_xlstm_4m:4096:block", "dna_xlstm_4m:32768:block"])
+ONE_STEP_FROM = 65536
+
+
+def worker(preset: str, S: int, remat: str, steps: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from bioxlstm_jax import presets
+    from bioxlstm_jax.nn import XLSTMLM
+    from bioxlstm_jax.training import base_config, causal_lm_task
+    from bioxlstm_jax.training.optim import make_optimizer
+    from bioxlstm_jax.training.trainer import init_state, make_train_step
+
+    cfg = presets.get(preset)
+    cfg = cfg.replace(context_length=max(S, cfg.context_length), chunk_size=min(cfg.chunk_size, S), remat=remat)
+    task = causal_lm_task(XLSTMLM(cfg), None)
+    optimizer, schedule = make_optimizer(base_config().optimizer, 1000)
+    batch = {"tokens": jnp.asarray(np.random.default_rng(0).integers(0, cfg.vocab_size, (1, S)), jnp.int32)}
+    state = jax.jit(lambda b: init_state(task, optimizer, 0, b))(batch)
+    t0 = time.perf_counter()
+    step_fn = jax.jit(make_train_step(task, optimizer, schedule), donate_argnums=0).lower(state, batch).compile()
+    compile_s = time.perf_counter() - t0
+    mem = step_fn.memory_analysis()
+    planned = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
+    times = []
+    n = 1 if S >= ONE_STEP_FROM else steps + 1
+    for k in range(n):
+        t0 = time.perf_counter()
+        state, metrics = step_fn(state, batch)
+        loss = float(jax.block_until_ready(metrics["loss"]))
+        if n == 1 or k:
+            times.append(time.perf_counter() - t0)
+    t = statistics.median(times)
+    return {"planned_bytes": int(planned), "planned_kib_per_token": planned / S / 1024,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "seconds_per_step": t, "tokens_per_second": S / t, "compile_seconds": compile_s,
+            "timed_steps": len(times), "loss": loss, "chunk_size": cfg.chunk_size}
+
+
+def _run(args_list, timeout):
+    cmd = [sys.executable, os.path.abspath(__file__), *args_list]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    if p.returncode < 0:
+        return {"error": f"killed by signal {-p.returncode} (out of memory?)"}
+    if p.returncode:
+        return {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    series = sorted({(r["impl"], r["preset"], r["remat"]) for r in rows if "error" not in r})
+    for impl, preset, remat in series:
+        pts = sorted((r["S"], r) for r in rows if (r["impl"], r["preset"], r["remat"]) == (impl, preset, remat)
+                     and "error" not in r)
+        S = [s for s, _ in pts]
+        label = f"{preset} {impl}" + (f" remat={remat}" if impl == "jax" else "")
+        mem = [r["planned_kib_per_token"] if impl == "jax" else r["peak_memory_bytes"] / s / 1024 for s, r in pts]
+        a.plot(S, mem, "o-", label=label)
+        b.plot(S, [1e6 * r["seconds_per_step"] / s for s, r in pts], "o-", label=label)
+    for ax, title in ((a, "memory per token (KiB; JAX: buffer plan, torch: RSS growth)"),
+                      (b, "time per token (us)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("S (tokens)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", default=CPU_CASES, help="preset:S:remat")
+    parser.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up (S < 65536)")
+    parser.add_argument("--torch-max", type=int, default=4096, help="run the official model at S <= this")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per case")
+    parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        preset, S, remat = args.cases[0].split(":")
+        fn = worker(preset, int(S), remat, args.steps) if args.worker == "jax" else worker_torch(
+            preset, 1, int(S), args.steps, "float32")
+        print(json.dumps(fn))
+        return
+
+    import jax
+
+    dev = jax.devices()[0]
+    rows = []
+    torch_done = set()
+    print(f"{'preset':16s} {'impl':5s} {'S':>7s} {'remat':16s} {'plan GiB':>9s} {'KiB/tok':>8s} {'RSS GiB':>8s} "
+          f"{'s/step':>8s} {'tok/s':>8s}")
+    for case in args.cases:
+        preset, S, remat = case.split(":")
+        todo = [("jax", remat)]
+        if int(S) <= args.torch_max and (preset, S) not in torch_done:
+            todo.append(("torch", "-"))
+            torch_done.add((preset, S))
+        for impl, policy in todo:
+            r = _run(["--worker", impl, "--cases", case, "--steps", str(args.steps)], args.timeout)
+            r.update(preset=preset, S=int(S), remat=policy, impl=impl)
+            rows.append(r)
+            if "error" in r:
+                print(f"{preset:16s} {impl:5s} {S:>7s} {policy:16s} {r['error']}")
+            else:
+                plan = r.get("planned_bytes")
+                rss = r.get("peak_rss_bytes", r.get("peak_memory_bytes"))
+                print(f"{preset:16s} {impl:5s} {S:>7s} {policy:16s} "
+                      f"{(plan or 0) / 2**30:9.2f} {(r.get('planned_kib_per_token') or 0):8.0f} {rss / 2**30:8.2f} "
+                      f"{r['seconds_per_step']:8.2f} {int(S) / r['seconds_per_step']:8.0f}", flush=True)
+            save_results("long_context", dev, {"benchmark": "long_context", "batch": 1, "dtype": "float32",
+                                               "command": "benchmarks/long_context.py " + " ".join(argv or sys.argv[1:]),
+                                               "rows": rows})
+    name = "cpu" if dev.platform != "gpu" else dev.device_kind.lower().replace(" ", "_")
+    _plot(rows, os.path.join(RESULTS_DIR, f"long_context_{name}.png"))
+
+
+if __name__ == "__main__":
+    main()
