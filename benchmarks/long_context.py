@@ -3,9 +3,10 @@
 Usage (from the repository root)::
 
     python benchmarks/long_context.py                                   # the CPU cases below
-    python benchmarks/long_context.py --cases prot_xlstm_26m:16384:block --torch-max 4096
+    python benchmarks/long_context.py --cases prot_xlstm_26m:16384:block prot_xlstm_26m:16384:block:0
 
-Each case ``preset:S:remat`` runs in its own subprocess (batch 1, float32 on CPU): the training step of
+Each case ``preset:S:remat[:segment]`` (segment: ``XLSTMConfig.remat_segment``, default 2048; 0 =
+whole blocks) runs in its own subprocess (batch 1, float32 on CPU): the training step of
 ``bioxlstm_jax.training`` (causal-LM loss, gradients, clipping, AdamW update), jitted with the state
 donated, as ``benchmarks/train_throughput.py`` builds it. Reported per case:
 
@@ -38,13 +39,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_throughput import RESULTS_DIR, save_results, worker_torch  # noqa: E402
 
 CPU_CASES = (["prot_xlstm_26m:1024:none", "prot_xlstm_26m:1024:block", "prot_xlstm_26m:1024:block_save_dots",
-              "prot_xlstm_26m:4096:none", "prot_xlstm_26m:4096:block", "prot_xlstm_26m:16384:block",
-              "prot_xlstm_26m:16384:block_save_dots", "prot_xlstm_26m:32768:block", "prot_xlstm_26m:131072:block"]
+              "prot_xlstm_26m:4096:none", "prot_xlstm_26m:4096:block", "prot_xlstm_26m:16384:block:0",
+              "prot_xlstm_26m:16384:block", "prot_xlstm_26m:32768:block", "prot_xlstm_26m:65536:block",
+              "prot_xlstm_26m:131072:block"]
              + ["dna_xlstm_4m:4096:none", "dna_xlstm_4m:4096:block", "dna_xlstm_4m:32768:block"])
 ONE_STEP_FROM = 65536
 
 
-def worker(preset: str, S: int, remat: str, steps: int) -> dict:
+def worker(preset: str, S: int, remat: str, segment: int, steps: int) -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -55,7 +57,8 @@ def worker(preset: str, S: int, remat: str, steps: int) -> dict:
     from bioxlstm_jax.training.trainer import init_state, make_train_step
 
     cfg = presets.get(preset)
-    cfg = cfg.replace(context_length=max(S, cfg.context_length), chunk_size=min(cfg.chunk_size, S), remat=remat)
+    cfg = cfg.replace(context_length=max(S, cfg.context_length), chunk_size=min(cfg.chunk_size, S), remat=remat,
+                      remat_segment=segment)
     task = causal_lm_task(XLSTMLM(cfg), None)
     optimizer, schedule = make_optimizer(base_config().optimizer, 1000)
     batch = {"tokens": jnp.asarray(np.random.default_rng(0).integers(0, cfg.vocab_size, (1, S)), jnp.int32)}
@@ -123,15 +126,15 @@ def _plot(rows, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", default=CPU_CASES, help="preset:S:remat")
+    parser.add_argument("--cases", nargs="+", default=CPU_CASES, help="preset:S:remat[:segment]")
     parser.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up (S < 65536)")
     parser.add_argument("--torch-max", type=int, default=4096, help="run the official model at S <= this")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per case")
     parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        preset, S, remat = args.cases[0].split(":")
-        fn = worker(preset, int(S), remat, args.steps) if args.worker == "jax" else worker_torch(
+        preset, S, remat, segment = (args.cases[0] + ":2048").split(":")[:4]
+        fn = worker(preset, int(S), remat, int(segment), args.steps) if args.worker == "jax" else worker_torch(
             preset, 1, int(S), args.steps, "float32")
         print(json.dumps(fn))
         return
@@ -144,7 +147,9 @@ def main(argv=None):
     print(f"{'preset':16s} {'impl':5s} {'S':>7s} {'remat':16s} {'plan GiB':>9s} {'KiB/tok':>8s} {'RSS GiB':>8s} "
           f"{'s/step':>8s} {'tok/s':>8s}")
     for case in args.cases:
-        preset, S, remat = case.split(":")
+        preset, S, remat, segment = (case + ":2048").split(":")[:4]
+        if remat != "none":
+            remat = f"{remat}:{segment}"
         todo = [("jax", remat)]
         if int(S) <= args.torch_max and (preset, S) not in torch_done:
             todo.append(("torch", "-"))

@@ -68,6 +68,10 @@ class XLSTMConfig:
         block runs again in the backward pass) or ``"block_save_dots"`` (as ``"block"``, but the
         outputs of the blocks' dense projections are saved too). ``True`` / ``False`` (configs of older
         runs) mean ``"block"`` / ``"none"``.
+      remat_segment: with remat, a block whose passes are causal and chunkwise is recomputed in
+        segments of this many tokens (its state carried from one to the next), so the backward pass
+        holds one segment's activations instead of the sequence's; ``0``: the whole block at once. A
+        multiple of ``chunk_size`` (the chunks, and so the numbers, are the same as without segments).
     """
 
     vocab_size: int
@@ -102,6 +106,7 @@ class XLSTMConfig:
     eps: float = 1e-6
     dtype: str = "float32"
     remat: str = "none"
+    remat_segment: int = 2048
 
     def __post_init__(self):
         object.__setattr__(self, "slstm_at", tuple(int(i) for i in self.slstm_at))
@@ -124,6 +129,9 @@ class XLSTMConfig:
                      "slstm_conv1d_kernel_size", "qkv_proj_blocksize", "mlstm_num_heads", "slstm_num_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"XLSTMConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.remat_segment < 0 or self.remat != "none" and self.remat_segment % self.chunk_size:
+            raise ValueError(f"XLSTMConfig.remat_segment must be 0 or a positive multiple of chunk_size "
+                             f"({self.chunk_size}), got {self.remat_segment}")
         bad = [i for i in self.slstm_at if not 0 <= i < self.num_blocks]
         if bad or len(set(self.slstm_at)) != len(self.slstm_at):
             raise ValueError(f"slstm_at must be distinct block indices in [0, {self.num_blocks}), got {self.slstm_at}")

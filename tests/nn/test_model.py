@@ -200,28 +200,31 @@ def test_chunked_prefill_equals_one_pass():
     ("prot", dict(vocab_size=38, embedding_dim=64, num_blocks=3, rope="inner", chunk_size=16)),
     ("mixed", dict(vocab_size=12, embedding_dim=64, num_blocks=4, slstm_at=(1, 2), chunk_size=16)),
     ("sum_rcps", dict(vocab_size=12, embedding_dim=64, num_blocks=2, bidirectional="sum", rcps=True,
-                      complement_map=DNA_COMPLEMENT_MAP, rope="head")),
+                      complement_map=DNA_COMPLEMENT_MAP, rope="head", chunk_size=8)),
     ("alternating", dict(vocab_size=12, embedding_dim=64, num_blocks=3, bidirectional="alternating",
-                         mlstm_conv_causal=False)),
+                         mlstm_conv_causal=False, chunk_size=8)),
 ])
 def test_remat_policies_equal_no_remat(name, changes):
-    """Every remat policy (a scan of checkpointed blocks) gives the loss and gradients of the plain
-    block loop, for every direction mode, mixed block types, resets and state passing."""
+    """Every remat policy, whole blocks or segments of 16 tokens (40 = 16 + 16 + 8, a reset inside the
+    second segment), gives the loss and gradients of the plain block loop, for every direction mode,
+    mixed block types and state passing (every variant on the Prot config, segmented blocks on the
+    others); the non-causal conv of "alternating" is never segmented."""
     cfg = XLSTMConfig(**changes)
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 12, (2, 40)), jnp.int32)
     params = perturbed_params(XLSTMLM(cfg), tokens)
     resets = jnp.zeros(tokens.shape, bool).at[:, 17].set(True) if cfg.causal and not cfg.slstm_at else None
 
-    def value_and_grad(policy):
-        model = XLSTMLM(cfg.replace(remat=policy))
+    def value_and_grad(policy, segment=16):
+        model = XLSTMLM(cfg.replace(remat=policy, remat_segment=segment))
         return jax.jit(jax.value_and_grad(lambda p: jnp.mean(jnp.sin(model.apply({"params": p}, tokens,
                                                                                   resets=resets)))))(params)
 
     ref = value_and_grad("none")
-    for policy in ("block", "block_save_dots"):
-        chex.assert_trees_all_close(value_and_grad(policy), ref, atol=1e-6, rtol=1e-5)
+    variants = (("block", 16), ("block", 0), ("block_save_dots", 16)) if name == "prot" else (("block", 16),)
+    for policy, segment in variants:
+        chex.assert_trees_all_close(value_and_grad(policy, segment), ref, atol=1e-6, rtol=1e-5)
     if cfg.causal:
-        plain, remat = XLSTMLM(cfg), XLSTMLM(cfg.replace(remat="block"))
+        plain, remat = XLSTMLM(cfg), XLSTMLM(cfg.replace(remat="block", remat_segment=16))
         out = plain.apply({"params": params}, tokens, return_state=True)
         out_remat = remat.apply({"params": params}, tokens, return_state=True)
         chex.assert_trees_all_close(out_remat, out, atol=1e-5, rtol=1e-5)
@@ -231,18 +234,23 @@ def test_remat_policies_equal_no_remat(name, changes):
 
 def test_remat_block_lowers_the_buffer_plan():
     """``remat="block"`` keeps only the blocks' inputs: at 8 blocks the planned memory of loss +
-    gradients is under a third of no remat's (measured 0.15 here); a Python loop of ``nn.remat``
-    blocks did not lower it at all (XLA's CPU pipeline merges the recomputation back)."""
+    gradients is under a third of no remat's (measured 0.15 here; a Python loop of ``nn.remat``
+    blocks did not lower it at all: XLA's CPU pipeline merges the recomputation back); segments of
+    256 of the 2048 tokens halve it again (measured 0.37: one segment's activations at a time)."""
     cfg = XLSTMConfig(vocab_size=38, embedding_dim=64, num_blocks=8, chunk_size=64, rope="inner")
     tokens = jax.ShapeDtypeStruct((1, 2048), jnp.int32)
     params = jax.eval_shape(lambda t: XLSTMLM(cfg).init(jax.random.key(0), t), tokens)
 
-    def plan(policy):
-        model = XLSTMLM(cfg.replace(remat=policy))
+    def plan(policy, segment=0):
+        model = XLSTMLM(cfg.replace(remat=policy, remat_segment=segment))
         fn = jax.jit(jax.grad(lambda p, t: jnp.mean(model.apply(p, t) ** 2)))
         return fn.trace(params, tokens).lower().compile().memory_analysis().temp_size_in_bytes
 
-    assert plan("block") < plan("none") / 3
+    whole_blocks = plan("block")
+    assert whole_blocks < plan("none") / 3
+    assert plan("block", 256) < whole_blocks / 2
     assert XLSTMConfig(vocab_size=5, remat=True).remat == "block" and XLSTMConfig(vocab_size=5, remat=False).remat == "none"
     with pytest.raises(ValueError, match="remat"):
         XLSTMConfig(vocab_size=5, remat="full")
+    with pytest.raises(ValueError, match="remat_segment"):
+        XLSTMConfig(vocab_size=5, chunk_size=64, remat="block", remat_segment=100)
