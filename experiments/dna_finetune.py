@@ -29,6 +29,7 @@ valid and test accuracy / MCC / F1 and their mean, min, max over seeds) and ``cu
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -114,9 +115,15 @@ def _model(c, ckpt, num_classes: int, length: int):
     return XLSTMClassifier(cfg, num_classes, pooling=c.pooling), init_params
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_apply(model, conjoin: bool):
+    """One compiled forward per (model, conjoin): every split and seed reuse it."""
+    return jax.jit(lambda p, t, m: model.apply({"params": p}, t, m, conjoin=conjoin))
+
+
 def predict(model, params, tokens, mask, *, conjoin: bool, batch_size: int) -> np.ndarray:
     """Class predictions (N,) for tokens / padding_mask (N, L), in batches (the last one padded)."""
-    apply = jax.jit(lambda p, t, m: model.apply({"params": p}, t, m, conjoin=conjoin))
+    apply = _jitted_apply(model, conjoin)
     out = []
     for s in range(0, len(tokens), batch_size):
         t, m = tokens[s:s + batch_size], mask[s:s + batch_size]

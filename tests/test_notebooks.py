@@ -7,6 +7,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.helpers import xla_flags
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -33,7 +35,7 @@ def test_notebook_executes(name, monkeypatch, request):
     if name in RUNS:
         variable, fixture, _ = RUNS[name]
         monkeypatch.setenv(variable, str(request.getfixturevalue(fixture)))
-    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+    monkeypatch.setenv("XLA_FLAGS", xla_flags(2))  # 2 host devices, as the commands the tests run
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -95,7 +95,7 @@ def gue_small(tmp):
     return paths
 
 
-FT = ["--config.epochs=2", "--config.batch_size=16", "--config.eval_batch_size=8", "--config.progress=False",
+FT = ["--config.epochs=2", "--config.batch_size=32", "--config.max_length=128", "--config.eval_batch_size=8", "--config.progress=False",
       "--config.async_checkpoint=False", "--config.log_every=1"]
 
 

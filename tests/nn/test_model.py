@@ -106,7 +106,8 @@ def test_resets_with_slstm_blocks_are_rejected():
         model.apply({"params": params}, tokens, resets=jnp.zeros(tokens.shape, bool))
 
 
-def test_bfloat16_compute_and_remat():
+def test_bfloat16_compute():
+    """bfloat16 compute, float32 params and logits (remat under every policy: test_remat_policies_equal_no_remat)."""
     cfg = MIXED.replace(num_blocks=2, embedding_dim=32)
     model, tokens = XLSTMLM(cfg), tokens_for(6, S=16)
     params = perturbed_params(model, tokens)
@@ -114,14 +115,6 @@ def test_bfloat16_compute_and_remat():
     bf16 = jax.jit(XLSTMLM(cfg.replace(dtype="bfloat16")).apply)({"params": params}, tokens)
     assert bf16.dtype == jnp.float32
     assert_close_scaled(bf16, ref, 5e-2, "bf16 vs f32")
-
-    def loss(p, cfg):
-        return jnp.mean(XLSTMLM(cfg).apply({"params": p}, tokens) ** 2)
-
-    grad = jax.jit(jax.grad(loss), static_argnums=1)  # jitted: eager dispatch of the backward is ~10x slower
-    g = grad(params, cfg)
-    g_remat = grad(params, cfg.replace(remat=True))
-    chex.assert_trees_all_close(g, g_remat, atol=1e-6, rtol=1e-5)
 
 
 def test_rope_is_the_reference_complex_rotation_and_relative():

@@ -25,6 +25,11 @@ ARGS = [f"--config.steps={STEPS}", "--config.checkpoint_every=4", "--config.log_
         "--config.seconds_per_batch=0.1"]
 
 
+# the two-process comparison: unpacked rows, 8 steps (two checkpoints) are enough to compare every loss
+UNPACKED_STEPS = 8
+UNPACKED = ["--config.pack=False", "--config.seconds_per_batch=0", f"--config.steps={UNPACKED_STEPS}"]
+
+
 def command(workdir, *extra):
     return [sys.executable, str(SCRIPT), f"--workdir={workdir}", *ARGS, *extra]
 
@@ -43,9 +48,9 @@ def losses(workdir):
     return [(r["step"], r["train/loss"]) for r in read_metrics(Path(workdir) / "metrics.jsonl")]
 
 
-def final_params(workdir):
+def final_params(workdir, steps=STEPS):
     """The saved parameters of the last step, on one local device (whatever mesh saved them)."""
-    path = Path(workdir).absolute() / "checkpoints" / str(STEPS) / "state"
+    path = Path(workdir).absolute() / "checkpoints" / str(steps) / "state"
     ckptr = ocp.StandardCheckpointer()
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
@@ -63,7 +68,7 @@ def uninterrupted(tmp_path_factory):
 @pytest.fixture(scope="session")  # session: pytest-xdist may interleave other modules
 def uninterrupted_unpacked(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("unpacked")
-    run(workdir, "--config.pack=False", "--config.seconds_per_batch=0")
+    run(workdir, *UNPACKED)
     return workdir
 
 
@@ -113,12 +118,14 @@ def test_two_processes_equal_one_process(tmp_path, uninterrupted_unpacked):
     port = free_port()
     procs = [subprocess.Popen(command(tmp_path, f"--config.distributed.coordinator_address=localhost:{port}",
                                       "--config.distributed.num_processes=2", f"--config.distributed.process_id={i}",
-                                      "--config.seconds_per_batch=0", "--config.pack=False"),
+                                      *UNPACKED),
                               env=env(devices=4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
     for p in procs:
         assert p.wait(timeout=600) == 0, p.stderr.read().decode()[-3000:]
     ours, ref = dict(losses(tmp_path)), dict(losses(uninterrupted))
     assert ours.keys() == ref.keys()
     np.testing.assert_allclose([ours[k] for k in ref], [ref[k] for k in ref], rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(final_params(tmp_path)), jax.tree.leaves(final_params(uninterrupted))):
+    pairs = zip(jax.tree.leaves(final_params(tmp_path, UNPACKED_STEPS)),
+                jax.tree.leaves(final_params(uninterrupted, UNPACKED_STEPS)))
+    for a, b in pairs:
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
