@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+import jax
+
 from bioxlstm_jax.nn.config import XLSTMConfig
 from bioxlstm_jax.nn.model import XLSTMLM
 
@@ -16,8 +18,6 @@ def _restore_params(step_dir: Path, item: str):
     import warnings
 
     import orbax.checkpoint as ocp
-
-    import jax
 
     # onto one device, whatever mesh saved it: a training mesh's sharding would make every inference
     # call an SPMD program over all devices (on 8 host CPU devices, 7x slower than one)

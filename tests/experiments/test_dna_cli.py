@@ -95,8 +95,8 @@ def gue_small(tmp):
     return paths
 
 
-FT = ["--config.epochs=2", "--config.batch_size=32", "--config.max_length=128", "--config.eval_batch_size=8", "--config.progress=False",
-      "--config.async_checkpoint=False", "--config.log_every=1"]
+FT = ["--config.epochs=2", "--config.batch_size=32", "--config.max_length=128", "--config.eval_batch_size=8",
+      "--config.progress=False", "--config.async_checkpoint=False", "--config.log_every=1"]
 
 
 def test_finetune_ps_from_a_pretrained_checkpoint_over_seeds(mlm_ps, gue_small, tmp):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
+from bioxlstm_jax.inference.loading import restore_params
 from bioxlstm_jax.training.logger import read_metrics
 from tests.helpers import xla_flags
 
@@ -48,14 +48,9 @@ def losses(workdir):
     return [(r["step"], r["train/loss"]) for r in read_metrics(Path(workdir) / "metrics.jsonl")]
 
 
-def final_params(workdir, steps=STEPS):
+def final_params(workdir):
     """The saved parameters of the last step, on one local device (whatever mesh saved them)."""
-    path = Path(workdir).absolute() / "checkpoints" / str(steps) / "state"
-    ckptr = ocp.StandardCheckpointer()
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                          ckptr.metadata(path).item_metadata.tree)
-    return jax.tree.map(np.asarray, ckptr.restore(path, target)["params"])
+    return jax.tree.map(np.asarray, restore_params(workdir, "latest"))
 
 
 @pytest.fixture(scope="session")  # session: pytest-xdist may interleave other modules
@@ -125,7 +120,5 @@ def test_two_processes_equal_one_process(tmp_path, uninterrupted_unpacked):
     ours, ref = dict(losses(tmp_path)), dict(losses(uninterrupted))
     assert ours.keys() == ref.keys()
     np.testing.assert_allclose([ours[k] for k in ref], [ref[k] for k in ref], rtol=1e-5)
-    pairs = zip(jax.tree.leaves(final_params(tmp_path, UNPACKED_STEPS)),
-                jax.tree.leaves(final_params(uninterrupted, UNPACKED_STEPS)))
-    for a, b in pairs:
+    for a, b in zip(jax.tree.leaves(final_params(tmp_path)), jax.tree.leaves(final_params(uninterrupted))):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
