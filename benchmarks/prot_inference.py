@@ -26,7 +26,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from bioxlstm_jax import presets
 from bioxlstm_jax.assets import asset_path

@@ -197,9 +197,9 @@ def finetune_seed(c, seed: int, train_path, test_path, valid_path=None, ckpt=Non
                                init_params=init_params)
     train(tc, str(workdir), task)
 
-    from bioxlstm_jax.inference.loading import restore_params
+    from bioxlstm_jax.training.checkpoints import read_params
 
-    params = restore_params(workdir, "best")
+    params = read_params(workdir, "best")
     result = {"seed": seed, "num_classes": n_classes, "max_length": length,
               "sizes": {k: len(v[0]) for k, v in splits.items()}}
     for split in ("valid", "test"):

@@ -1,6 +1,5 @@
 """The notebooks run top to bottom (on shrunken configs) and produce no errors."""
 
-import os
 import pathlib
 
 import nbformat

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from bioxlstm_jax.data.formats import open_text
+from bioxlstm_jax.io import write_json
 
 __all__ = ["PAD", "BEG", "END", "TOKENIZERS", "tokenize", "SmilesVocab", "read_smiles"]
 
@@ -173,10 +174,7 @@ class SmilesVocab:
         return cls(sorted(token2label, key=token2label.get), "reference")
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        os.replace(tmp, path)
+        write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SmilesVocab":

@@ -21,18 +21,10 @@ import tensorflow_datasets as tfds
 from bioxlstm_jax.data.formats import open_text, read_fasta, read_lines, read_msa
 from bioxlstm_jax.data.protein import clean_sequence
 from bioxlstm_jax.data.smiles import read_smiles
+from bioxlstm_jax.io import dataset_dir
 
 __all__ = ["SequenceFiles", "sequence_records", "HomologClusters", "homolog_clusters", "find_clusters",
-           "default_data_dir", "GenomeBlocks", "genome_blocks", "GENOME_BLOCK"]
-
-
-def default_data_dir(data_dir: str | os.PathLike | None = None) -> str:
-    """Where prepared datasets go: ``data_dir`` when given, else ``$BIOXLSTM_DATA_DIR``, else
-    ``~/.cache/bioxlstm_jax/tensorflow_datasets``. The one rule for every builder and experiment
-    (an empty ``--config.tfds_dir`` means "not given")."""
-    if data_dir:
-        return str(data_dir)
-    return os.environ.get("BIOXLSTM_DATA_DIR") or str(Path.home() / ".cache" / "bioxlstm_jax" / "tensorflow_datasets")
+           "GenomeBlocks", "genome_blocks", "GENOME_BLOCK"]
 
 
 def _files_key(paths) -> str:
@@ -76,8 +68,8 @@ class SequenceFiles(tfds.core.GeneratorBasedBuilder):
 
 def sequence_records(files: dict[str, list[str]], data_dir: str | os.PathLike | None = None, reader: str = "fasta"):
     """``{split: random-access source}`` of ``{"id": bytes, "sequence": bytes}`` records, prepared under
-    ``default_data_dir(data_dir)``."""
-    builder = SequenceFiles(files=files, reader=reader, data_dir=default_data_dir(data_dir))
+    ``dataset_dir(data_dir)``."""
+    builder = SequenceFiles(files=files, reader=reader, data_dir=dataset_dir(data_dir))
     builder.download_and_prepare()
     return {split: builder.as_data_source(split) for split in files}
 
@@ -166,7 +158,7 @@ def homolog_clusters(root: str | os.PathLike, splits: dict, data_dir: str | os.P
         if not ids:
             raise ValueError(f"split {split!r} has no clusters in {root}")
         clusters[split] = [(c, available[c]) for c in ids]
-    builder = HomologClusters(clusters=clusters, data_dir=default_data_dir(data_dir))
+    builder = HomologClusters(clusters=clusters, data_dir=dataset_dir(data_dir))
     builder.download_and_prepare()
     return {split: builder.as_data_source(split) for split in clusters}
 
@@ -211,6 +203,6 @@ class GenomeBlocks(tfds.core.GeneratorBasedBuilder):
 
 def genome_blocks(fasta: str | os.PathLike, data_dir: str | os.PathLike | None = None):
     """Random-access source of a genome's blocks (see ``GenomeBlocks``), prepared once per file."""
-    builder = GenomeBlocks(fasta=str(fasta), data_dir=default_data_dir(data_dir))
+    builder = GenomeBlocks(fasta=str(fasta), data_dir=dataset_dir(data_dir))
     builder.download_and_prepare()
     return builder.as_data_source("genome")

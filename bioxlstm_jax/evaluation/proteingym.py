@@ -28,6 +28,7 @@ import numpy as np
 
 from bioxlstm_jax.data.formats import open_text
 from bioxlstm_jax.data.protein import AA_IDS, AMINO_ACIDS, EOS, MASK_IDS, clean_sequence, encode
+from bioxlstm_jax.io import pad_rows
 from bioxlstm_jax.nn.model import XLSTMLM, _forward_with_state, prefill
 
 __all__ = [
@@ -211,9 +212,7 @@ def single_site_scores(model: XLSTMLM, params, context: Sequence[str], positions
         chunk = positions[s:s + batch_size]
         q, qp = _queries(wt, chunk)
         n = len(chunk)
-        if n < batch_size:  # one compiled shape
-            q = np.concatenate([q, np.repeat(q[-1:], batch_size - n, 0)])
-            qp = np.concatenate([qp, np.repeat(qp[-1:], batch_size - n, 0)])
+        q, qp = pad_rows(q, batch_size), pad_rows(qp, batch_size)  # one compiled shape
         logits, _ = _forward_with_state(model, params, jnp.asarray(q), jnp.asarray(qp), batch_state)
         lp = np.asarray(_aa_log_probs(logits[:n, -1]))
         for r, p in enumerate(chunk):

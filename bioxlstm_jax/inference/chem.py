@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from bioxlstm_jax.data.smiles import SmilesVocab
-from bioxlstm_jax.inference.generate import generate
+from bioxlstm_jax.inference.generate import generate, log_probs
+from bioxlstm_jax.io import fixed_batches, pad_rows
 
 __all__ = ["load_vocab", "generate_smiles", "smiles_log_likelihood"]
 
@@ -62,11 +62,6 @@ def generate_smiles(model, params, vocab: SmilesVocab, n: int, rng: jax.Array, *
     return {"smiles": smiles, "finished": np.asarray(finished), "log_likelihood": np.asarray(loglik)}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _log_probs(model, params, tokens):
-    return jax.nn.log_softmax(model.apply({"params": params}, tokens))
-
-
 def smiles_log_likelihood(model, params, vocab: SmilesVocab, candidates: list[str], *, context: str = "",
                           batch_size: int = 64) -> np.ndarray:
     """Mean log-probability per token of each candidate SMILES (its tokens and ``[END]``), after
@@ -78,14 +73,13 @@ def smiles_log_likelihood(model, params, vocab: SmilesVocab, candidates: list[st
     rows = [prefix + vocab.encode(c, add_special=False) + [vocab.end_id] for c in candidates]
     width = max(len(r) for r in rows)
     scores = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        chunk = chunk + [chunk[-1]] * (batch_size - len(chunk))  # one compiled shape
-        tokens = np.full((batch_size, width), vocab.pad_id, np.int32)
+    for batch in fixed_batches(len(rows), batch_size):
+        chunk = rows[batch]
+        tokens = np.full((len(chunk), width), vocab.pad_id, np.int32)
         for b, r in enumerate(chunk):
             tokens[b, :len(r)] = r
-        logp = np.asarray(_log_probs(model, params, jnp.asarray(tokens)))  # (B, W, V)
-        for b, r in enumerate(chunk[: min(batch_size, len(rows) - start)]):
+        logp = np.asarray(log_probs(model, params, jnp.asarray(pad_rows(tokens, batch_size))))  # (B, W, V)
+        for b, r in enumerate(chunk):
             targets = np.arange(len(prefix), len(r))
             scores.append(float(np.mean(logp[b, targets - 1, np.asarray(r)[targets]])))
     return np.asarray(scores)

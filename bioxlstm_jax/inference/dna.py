@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import os
@@ -20,9 +21,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from bioxlstm_jax.data.dna import BASE_IDS, GENOME_ALPHABET, MASK, PAD, encode
 from bioxlstm_jax.data.formats import open_text, read_fasta
+from bioxlstm_jax.inference.generate import log_probs
+from bioxlstm_jax.io import atomic_path, fixed_batches, pad_rows
 from bioxlstm_jax.nn.model import XLSTMLM
 
 __all__ = ["embed", "write_embeddings", "Variant", "read_variants", "variant_scores"]
@@ -46,9 +50,7 @@ def embed(model: XLSTMLM, params, sequences: Sequence[str], *, batch_size: int =
     for _, idx in sorted(by_length.items()):
         for b in range(0, len(idx), batch_size):
             chunk = idx[b:b + batch_size]
-            tokens = np.stack([encode(sequences[i]) for i in chunk])
-            if len(chunk) < batch_size:  # one shape per length
-                tokens = np.concatenate([tokens, np.repeat(tokens[:1], batch_size - len(chunk), 0)])
+            tokens = pad_rows(np.stack([encode(sequences[i]) for i in chunk]), batch_size)  # one shape per length
             h = np.asarray(_hidden(model, params, jnp.asarray(tokens)))
             for j, i in enumerate(chunk):
                 yield i, h[j]
@@ -72,30 +74,24 @@ def write_embeddings(model: XLSTMLM, params, fasta: str | os.PathLike, out: str 
     lengths = np.asarray([len(s) for _, s in records], np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     width = int(jax.eval_shape(lambda: _hidden(model, params, jnp.zeros((1, 1), jnp.int32))).shape[-1])
-    tmp = {name: out / f".{name}.tmp.npy" for name in ("pooled", "per_position")}
-    per_pos = np.lib.format.open_memmap(tmp["per_position"], mode="w+", dtype=np.float32, shape=(int(offsets[-1]), width))
-    pooled = np.lib.format.open_memmap(tmp["pooled"], mode="w+", dtype=np.float32, shape=(len(records), width))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(records), desc="embed", unit="seq")
-    for i, h in embed(model, params, [s for _, s in records], batch_size=batch_size):
-        per_pos[offsets[i]:offsets[i + 1]] = h
-        pooled[i] = h.mean(0)
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    per_pos.flush()
-    pooled.flush()
-    del per_pos, pooled
-    np.save(out / "offsets.npy", offsets)
-    (out / "ids.txt").write_text("".join(f"{name}\n" for name, _ in records))
-    paths = {name: out / f"{name}.npy" for name in tmp}
-    for name in tmp:
-        os.replace(tmp[name], paths[name])
-    return {**paths, "offsets": out / "offsets.npy", "ids": out / "ids.txt"}
+    paths = {name: out / f"{name}.npy" for name in ("pooled", "per_position", "offsets")}
+    paths["ids"] = out / "ids.txt"
+    with contextlib.ExitStack() as files:
+        tmp = {name: files.enter_context(atomic_path(path)) for name, path in paths.items()}
+        per_pos = np.lib.format.open_memmap(tmp["per_position"], mode="w+", dtype=np.float32,
+                                            shape=(int(offsets[-1]), width))
+        pooled = np.lib.format.open_memmap(tmp["pooled"], mode="w+", dtype=np.float32, shape=(len(records), width))
+        with tqdm(total=len(records), desc="embed", unit="seq", disable=not progress) as bar:
+            for i, h in embed(model, params, [s for _, s in records], batch_size=batch_size):
+                per_pos[offsets[i]:offsets[i + 1]] = h
+                pooled[i] = h.mean(0)
+                bar.update(1)
+        per_pos.flush()
+        pooled.flush()
+        del per_pos, pooled
+        np.save(tmp["offsets"], offsets)
+        tmp["ids"].write_text("".join(f"{name}\n" for name, _ in records))
+    return paths
 
 
 @dataclass(frozen=True)
@@ -150,11 +146,6 @@ def read_variants(path: str | os.PathLike) -> list[Variant]:
     return variants
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _log_probs(model, params, tokens):
-    return jax.nn.log_softmax(model.apply({"params": params}, tokens), -1)
-
-
 def variant_scores(model: XLSTMLM, params, genome, variants: Sequence[Variant], *, window: int = 1024,
                    objective: str = "mlm", batch_size: int = 16, progress: bool = False) -> np.ndarray:
     """Log-likelihood ratios (alt vs ref) of ``variants`` (N,) float64 in windows of ``window`` bp
@@ -187,22 +178,17 @@ def variant_scores(model: XLSTMLM, params, genome, variants: Sequence[Variant], 
                              f"{fetch(v.chrom, p0, 1)!r} in the genome (wrong assembly or 0-based positions?)")
         rows.append(ids)
         offsets.append(p0 - start)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(variants), desc="variants", unit="var")
     scores = np.zeros(len(variants))
-    for b in range(0, len(variants), batch_size):
-        idx = list(range(b, min(b + batch_size, len(variants))))
-        pad = batch_size - len(idx)
+    bar = tqdm(total=len(variants), desc="variants", unit="var", disable=not progress)
+    for batch in fixed_batches(len(variants), batch_size):
+        idx = list(range(batch.start, batch.stop))
         ref = [BASE_IDS[variants[i].ref] for i in idx]
         alt = [BASE_IDS[variants[i].alt] for i in idx]
         if objective == "mlm":
             tokens = np.stack([np.where(rows[i] == BASE_IDS["N"], PAD, rows[i]) for i in idx])
             tokens[np.arange(len(idx)), [offsets[i] for i in idx]] = MASK
-            tokens = np.concatenate([tokens, np.repeat(tokens[:1], pad, 0)])
-            lp = np.asarray(_log_probs(model, params, jnp.asarray(tokens)))[:len(idx)]
+            tokens = pad_rows(tokens, batch_size)
+            lp = np.asarray(log_probs(model, params, jnp.asarray(tokens)))[:len(idx)]
             at = lp[np.arange(len(idx)), [offsets[i] for i in idx]]
             scores[idx] = at[np.arange(len(idx)), alt] - at[np.arange(len(idx)), ref]
         else:
@@ -211,12 +197,10 @@ def variant_scores(model: XLSTMLM, params, genome, variants: Sequence[Variant], 
                 t = np.stack([rows[i] for i in idx])
                 t[np.arange(len(idx)), [offsets[i] for i in idx]] = allele
                 both.append(t)
-            tokens = np.concatenate(both + [np.repeat(both[0][:1], 2 * pad, 0)])
-            lp = np.asarray(_log_probs(model, params, jnp.asarray(tokens)))
+            tokens = pad_rows(np.concatenate(both), 2 * batch_size)
+            lp = np.asarray(log_probs(model, params, jnp.asarray(tokens)))
             ll = np.take_along_axis(lp[:, :-1], tokens[:, 1:, None], -1)[..., 0].astype(np.float64).sum(1)
             scores[idx] = ll[len(idx):2 * len(idx)] - ll[:len(idx)]
-        if bar is not None:
-            bar.update(len(idx))
-    if bar is not None:
-        bar.close()
+        bar.update(len(idx))
+    bar.close()
     return scores

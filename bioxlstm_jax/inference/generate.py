@@ -10,7 +10,14 @@ import numpy as np
 
 from bioxlstm_jax.nn.model import XLSTMLM, prefill
 
-__all__ = ["sample_logits", "generate"]
+__all__ = ["sample_logits", "generate", "log_probs"]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def log_probs(model: XLSTMLM, params, tokens: jax.Array) -> jax.Array:
+    """Log-softmax of the LM's logits: tokens (B, L) int -> (B, L, V) float32 (one parallel forward,
+    compiled once per model and shape)."""
+    return jax.nn.log_softmax(model.apply({"params": params}, tokens).astype(jnp.float32), -1)
 
 
 def sample_logits(rng: jax.Array, logits: jax.Array, temperature: float = 1.0, top_k: int = 0,

@@ -17,7 +17,6 @@ appears in the backward pass.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax

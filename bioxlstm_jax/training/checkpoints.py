@@ -4,7 +4,8 @@
 write never becomes visible). ``<workdir>/best/<step>/`` keeps the parameters with the best eval
 metric. Restoring takes an abstract state whose shardings may differ from the saved ones (another
 mesh, FSDP on or off). The data-iterator state is saved per process (grain's handler) and needs the
-same number of processes on restore.
+same number of processes on restore. ``read_params(workdir, which)`` is the one reader of a run's
+parameters for inference (through the same CheckpointManagers, read-only).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import os
 from pathlib import Path
 
 import grain
+import jax
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpoints"]
+__all__ = ["Checkpoints", "read_params"]
 
 
 class Checkpoints:
@@ -64,3 +66,33 @@ class Checkpoints:
         self.latest.close()
         if self.best is not None:
             self.best.close()
+
+
+def read_params(workdir: str | os.PathLike, which: str = "best"):
+    """The parameters of a training run: ``which="best"`` those of ``best/`` (the best eval metric)
+    when it holds a step, else the latest of ``checkpoints/``; ``"latest"`` the latest. Restored onto
+    one device whatever mesh saved them (a training mesh's sharding would make every inference call an
+    SPMD program over all devices: on 8 host CPU devices, 7x slower than one)."""
+    import warnings
+
+    if which not in ("best", "latest"):
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    workdir = Path(workdir).absolute()
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    for folder, item in ((("best", "params"),) if which == "best" else ()) + (("checkpoints", "state"),):
+        if not (workdir / folder).is_dir():
+            continue
+        options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+        with ocp.CheckpointManager(workdir / folder, item_names=(item,), options=options,
+                                   item_handlers={item: ocp.PyTreeCheckpointHandler()}) as manager, \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sharding info not provided")
+            step = manager.latest_step()
+            if step is None:
+                continue
+            meta = manager.item_metadata(step)[item]
+            restore = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=one), getattr(meta, "tree", meta))
+            tree = manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.PyTreeRestore(
+                restore_args=restore)}))[item]
+        return tree["params"] if item == "state" else tree
+    raise FileNotFoundError(f"{workdir}: the run has no checkpoint yet (checkpoints/ is empty)")

@@ -7,6 +7,8 @@ import math
 import os
 from pathlib import Path
 
+from bioxlstm_jax.io import atomic_path, atomic_write
+
 __all__ = ["MetricLogger", "read_metrics", "plot_curves"]
 
 
@@ -26,12 +28,6 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 class MetricLogger:
     """Writes one record per call: ``{"step": s, "<prefix>/<name>": value, ...}``.
 
@@ -48,7 +44,7 @@ class MetricLogger:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_metrics(self.path) if r["step"] <= start_step]
-        _atomic_write(self.path, lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in kept)))
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         from tensorboardX import SummaryWriter
 
         self._tb = SummaryWriter(str(self.dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
@@ -95,6 +91,7 @@ def plot_curves(workdir: str | os.PathLike) -> Path | None:
     ax_lr.set(xlabel="step", ylabel="learning rate", title="learning rate")
     fig.tight_layout()
     out = workdir / "curves.png"
-    _atomic_write(out, lambda p: fig.savefig(p, format="png", dpi=100))
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return out

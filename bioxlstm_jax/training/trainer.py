@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -26,10 +25,16 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from bioxlstm_jax.io import atomic_write
 from bioxlstm_jax.training import losses
 from bioxlstm_jax.training.checkpoints import Checkpoints
 from bioxlstm_jax.training.logger import MetricLogger, plot_curves
-from bioxlstm_jax.training.mesh import batch_sharding, global_batch, make_mesh, param_shardings
+from bioxlstm_jax.training.mesh import (
+    batch_sharding,
+    global_batch,
+    make_mesh,
+    param_shardings,
+)
 from bioxlstm_jax.training.optim import make_optimizer
 
 __all__ = ["TrainState", "Task", "base_config", "train", "make_train_step", "make_eval_step", "init_state"]
@@ -214,14 +219,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
     primary = proc == 0
     if primary:
         workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "config.json").write_text(config.to_json(indent=2))
-        files = dict(task.files)
+        files = {"config.json": config.to_json(indent=2), **task.files}
         if task.model_config is not None:
             files["model.json"] = json.dumps(task.model_config.to_dict(), indent=2)
         for name, text in files.items():
-            tmp = workdir / f".{name}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, workdir / name)
+            atomic_write(workdir / name, text)
 
     optimizer, schedule = make_optimizer(config.optimizer, config.steps)
     local_batch = config.batch_size // n_proc

@@ -6,8 +6,8 @@ import gzip
 import numpy as np
 import pytest
 
-from bioxlstm_jax.data import dna
 from bioxlstm_jax.assets import asset_path
+from bioxlstm_jax.data import dna
 from tests.helpers import data_path
 
 CHR1 = data_path("dna", "hg38_chr1_1-1000000.fa.gz")

@@ -170,13 +170,13 @@ def test_array_batches_eval_pass_serves_every_row_once_with_filler_weights():
 def test_one_rule_for_where_prepared_data_goes(tmp_path, monkeypatch):
     """data_dir if given, else $BIOXLSTM_DATA_DIR, else ~/.cache/bioxlstm_jax/tensorflow_datasets; never
     a folder named after None (an earlier bug wrote ``None/`` into the working directory)."""
-    from bioxlstm_jax.data.tfds_builders import default_data_dir
+    from bioxlstm_jax.io import dataset_dir
 
     monkeypatch.delenv("BIOXLSTM_DATA_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert default_data_dir() == default_data_dir(None) == default_data_dir("") == str(
+    assert dataset_dir() == dataset_dir(None) == dataset_dir("") == str(
         tmp_path / "home" / ".cache" / "bioxlstm_jax" / "tensorflow_datasets")
-    assert default_data_dir(tmp_path / "mine") == str(tmp_path / "mine")
+    assert dataset_dir(tmp_path / "mine") == str(tmp_path / "mine")
     monkeypatch.setenv("BIOXLSTM_DATA_DIR", str(tmp_path / "env"))
     monkeypatch.chdir(tmp_path)
     srcs = sequence_records({"train": [str(GLOBINS)]})

@@ -6,12 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data import protein as P
 from bioxlstm_jax.data.formats import read_msa
 from bioxlstm_jax.data.tfds_builders import find_clusters, homolog_clusters
-from bioxlstm_jax.assets import asset_path
 from tests.helpers import data_path
-
 
 
 def test_vocabulary_has_the_reference_ids():

@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from bioxlstm_jax.data.smiles import BEG, END, PAD, SmilesVocab, read_smiles, tokenize
 from bioxlstm_jax.assets import asset_path
+from bioxlstm_jax.data.smiles import BEG, END, PAD, SmilesVocab, read_smiles, tokenize
 from tests.helpers import data_path, shared_data
 
 # Chem-xLSTM's vocabulary on mini_train, in its first-appearance order (shared/spec section C1).

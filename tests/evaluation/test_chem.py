@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from bioxlstm_jax.evaluation import chem
-from bioxlstm_jax.data.smiles import read_smiles
 from bioxlstm_jax.assets import asset_path
+from bioxlstm_jax.data.smiles import read_smiles
+from bioxlstm_jax.evaluation import chem
 from tests.helpers import data_path
 
 

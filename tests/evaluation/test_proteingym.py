@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bioxlstm_jax import presets
+from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data.formats import read_msa
 from bioxlstm_jax.evaluation import proteingym as pg
 from bioxlstm_jax.nn import XLSTMLM
-from bioxlstm_jax.assets import asset_path
 
 BLAT_MSA = asset_path("protein", "BLAT_ECOLX", "BLAT_ECOLX_ColabFold_2202_poet.a3m.gz")
 JACQUIER = asset_path("protein", "BLAT_ECOLX", "BLAT_ECOLX_Jacquier_2013.csv.gz")

@@ -12,8 +12,8 @@ import pytest
 from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data import dna
 from bioxlstm_jax.inference import load_lm
-from bioxlstm_jax.inference.loading import restore_params
 from bioxlstm_jax.nn import XLSTMClassifier, reverse_complement
+from bioxlstm_jax.training.checkpoints import read_params
 from tests.runs import DNA_TINY, run_command, train_run
 
 pytestmark = pytest.mark.xdist_group("dna")  # one worker trains the shared DNA runs once
@@ -126,7 +126,7 @@ def test_finetune_ph_from_a_clm_checkpoint_is_rc_invariant_when_conjoined(clm, g
     report = json.loads((out / "results.json").read_text())
     assert report["seeds"][0]["sizes"] == {"train": 86, "valid": 10, "test": 30}  # 10 % split off
     lm, _ = load_lm(clm)
-    params = restore_params(out / "seed_3")
+    params = read_params(out / "seed_3")
     clf = XLSTMClassifier(lm.config, 2)
     x = window(900_000, 300)
     mask = jnp.ones(x.shape, bool).at[0, :40].set(False)  # with (left) padding

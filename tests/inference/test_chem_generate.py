@@ -6,7 +6,7 @@ import numpy as np
 from bioxlstm_jax.data.smiles import SmilesVocab
 from bioxlstm_jax.inference import chem as chem_inference
 from bioxlstm_jax.inference import generate_smiles
-from bioxlstm_jax.nn import XLSTMConfig, XLSTMLM
+from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig
 
 VOCAB = SmilesVocab(["[PAD]", "[BEG]", "C", "O", "[END]", "N", "."])
 
@@ -42,8 +42,9 @@ def test_real_model_batches_and_pads_the_last_batch():
 
 
 def test_log_likelihood_is_per_candidate_and_padding_free():
-    from bioxlstm_jax.inference import smiles_log_likelihood
     import jax.numpy as jnp
+
+    from bioxlstm_jax.inference import smiles_log_likelihood
 
     model = XLSTMLM(XLSTMConfig(vocab_size=len(VOCAB), embedding_dim=16, mlstm_num_heads=1, context_length=32))
     params = model.init(jax.random.key(0), np.zeros((1, 4), np.int32))["params"]

@@ -27,6 +27,7 @@ from bioxlstm_jax.ops import mlstm as ops_mlstm
 from pallas_kernels.mlstm_chunkwise import api as kernel_api
 from tests.helpers import assert_close_scaled, layernorm_loss, random_state
 
+
 def _tolerances(dtype, gates):
     if dtype != "float32":
         return 2e-2, 1e-1
@@ -238,7 +239,7 @@ def test_auto_falls_back_to_xla_with_one_warning(monkeypatch):
 
 def test_model_with_kernels_matches_xla():
     """An XLSTMLM whose mLSTM layers run the kernels: same logits and parameter gradients."""
-    from bioxlstm_jax.nn import XLSTMConfig, XLSTMLM
+    from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig
 
     cfg = XLSTMConfig(vocab_size=12, embedding_dim=32, num_blocks=2, slstm_at=(1,), mlstm_num_heads=2,
                       chunk_size=16, kernel="xla")

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from bioxlstm_jax.inference.loading import restore_params
+from bioxlstm_jax.training.checkpoints import read_params
 from bioxlstm_jax.training.logger import read_metrics
 from tests.helpers import xla_flags
 
@@ -50,7 +50,7 @@ def losses(workdir):
 
 def final_params(workdir):
     """The saved parameters of the last step, on one local device (whatever mesh saved them)."""
-    return jax.tree.map(np.asarray, restore_params(workdir, "latest"))
+    return jax.tree.map(np.asarray, read_params(workdir, "latest"))
 
 
 @pytest.fixture(scope="session")  # session: pytest-xdist may interleave other modules

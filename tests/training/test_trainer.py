@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bioxlstm_jax.training import Task, causal_lm_task, make_mesh, train
+from bioxlstm_jax.training import Task, make_mesh, train
 from bioxlstm_jax.training.logger import read_metrics
-from bioxlstm_jax.training.trainer import init_state
 from bioxlstm_jax.training.optim import make_optimizer
+from bioxlstm_jax.training.trainer import init_state
 from tests.training import tiny_experiment
 
 

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 
 from bioxlstm_jax.data import lm_batches
-from bioxlstm_jax.nn import XLSTMConfig, XLSTMLM
+from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig
 from bioxlstm_jax.training import base_config, causal_lm_task
 from bioxlstm_jax.training.cli import run
 
