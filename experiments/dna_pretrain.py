@@ -13,7 +13,7 @@ Options:
   --config.objective=mlm|clm      MLM: 15 % masked, 80/10/10 (``data.dna.mlm_mask``); CLM: next base.
   --config.preset=dna_xlstm_500k|dna_xlstm_2m|dna_xlstm_4m   a paper model instead of the small one.
   --config.rc=aug|ps|none         RC augmentation (p 0.5), RC parameter sharing (RCPS; MLM only), none.
-  --config.bidirectional=sum|alternating|native|none   ("" = sum for MLM, none for CLM; native uses
+  --config.bidirectional=sum|alternating|native|none   (unset: sum for MLM, none for CLM; native uses
                                   the parallel mLSTM: memory quadratic in context).
   --config.fasta=<genome.fa[.gz]> [--config.bed=<bed with chrom,start,end,split>]   the real run.
   --config.context_length=1024    window length in bp.
@@ -31,35 +31,27 @@ to 1e-4, clip 1.0. DNA-xLSTM's 32k-context run:
 
 from __future__ import annotations
 
-import sys
-
 import ml_collections
+from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax import presets
-from bioxlstm_jax.assets import asset_path
-from bioxlstm_jax.data import lm_batches
-from bioxlstm_jax.data.dna import OBJECTIVES, PAD, genome_windows, lm_example
-from bioxlstm_jax.nn import XLSTMLM
-from bioxlstm_jax.training import base_config, causal_lm_task, masked_lm_task
-from bioxlstm_jax.training.cli import run
-
-RC_MODES = ("aug", "ps", "none")
+from bioxlstm_jax.jobs import dna_pretrain, run
+from bioxlstm_jax.training import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = base_config()
     c.objective = "mlm"
-    c.preset = ""  # "" = the small model of `small_model`; dna_xlstm_500k, dna_xlstm_2m, dna_xlstm_4m
+    c.preset = placeholder(str)  # unset: the small model of `small_model`; dna_xlstm_500k, dna_xlstm_2m, dna_xlstm_4m
     c.small_model = ml_collections.ConfigDict(dict(embedding_dim=64, num_blocks=2, slstm_at=(), mlstm_num_heads=4,
                                                     chunk_size=64))
     c.rc = "aug"
-    c.bidirectional = ""  # "" = "sum" for MLM (DNA-xLSTM's pretraining script), "none" for CLM
-    c.backend = ""  # "" = the preset's (chunkwise); parallel
+    c.bidirectional = placeholder(str)  # unset: "sum" for MLM (DNA-xLSTM's pretraining script), "none" for CLM
+    c.backend = placeholder(str)  # unset: the preset's (chunkwise); parallel
     c.dtype = "float32"  # compute dtype (bfloat16 on GPU)
-    c.fasta = ""  # "" = the shipped hg38 chr2 fragment
-    c.bed = ""  # optional BED (chrom, start, end, split): DNA-xLSTM's windows and splits
+    c.fasta = placeholder(str)  # unset: the shipped hg38 chr2 fragment
+    c.bed = placeholder(str)  # optional BED (chrom, start, end, split): DNA-xLSTM's windows and splits
     c.valid_fraction = 0.05  # without a BED: the last windows of each chromosome held out
-    c.tfds_dir = ""  # where the prepared genome goes ("": tfds_builders.default_data_dir)
+    c.tfds_dir = placeholder(str)  # where the prepared genome goes (unset: $BIOXLSTM_DATA_DIR, else ~/.cache/bioxlstm_jax)
     c.context_length = 1024  # bp per window
     c.mlm_probability = 0.15
     c.steps = 300
@@ -75,50 +67,5 @@ def get_config() -> ml_collections.ConfigDict:
     return c
 
 
-def model_config(c):
-    """The ``XLSTMConfig`` of the run (checks the objective / RC / direction combination)."""
-    if c.objective not in OBJECTIVES:
-        raise ValueError(f"config.objective must be one of {OBJECTIVES}, got {c.objective!r}")
-    if c.rc not in RC_MODES:
-        raise ValueError(f"config.rc must be one of {RC_MODES}, got {c.rc!r}")
-    bidirectional = c.bidirectional or ("sum" if c.objective == "mlm" else "none")
-    if c.objective == "clm" and (bidirectional != "none" or c.rc == "ps"):
-        raise ValueError("a causal LM (objective=clm) must be causal: bidirectional=none and rc=aug or none "
-                         "(RCPS reads the reverse strand, i.e. the future)")
-    changes = dict(context_length=c.context_length + (c.objective == "clm"), dtype=c.dtype,
-                   bidirectional=bidirectional, rcps=c.rc == "ps")
-    if c.backend or bidirectional == "native":
-        changes["backend"] = c.backend or "parallel"
-    if not c.preset:
-        changes.update(c.small_model.to_dict())
-    return presets.get(c.preset or "dna_xlstm_4m", **changes)
-
-
-def build_task(c):
-    cfg = model_config(c)
-    windows = genome_windows(c.fasta or asset_path("dna", "hg38_chr2_1-2333275.fa.gz"), c.context_length,
-                             bed=c.bed or None, valid_fraction=c.valid_fraction, data_dir=c.tfds_dir)
-    if "train" not in windows:
-        raise ValueError(f"{c.bed}: no 'train' rows (splits: {sorted(windows)})")
-    valid = windows.get("valid") or windows.get("test")
-    seq_len = cfg.context_length
-
-    def transform(rc_aug):
-        return lambda r, rng: lm_example(r["sequence"], rng, objective=c.objective, rc_aug=rc_aug,
-                                         mlm_probability=c.mlm_probability)
-
-    def train_data(b, i, n):
-        return lm_batches(windows["train"], batch_size=b, seq_len=seq_len, seed=c.seed,
-                          transform=transform(c.rc == "aug"), shard_index=i, shard_count=n, pack=False, pad_id=PAD)
-
-    def eval_data(b, i, n):
-        return lm_batches(valid, batch_size=b, seq_len=seq_len, seed=0, transform=transform(False), shard_index=i,
-                          shard_count=n, shuffle=False, num_epochs=1, pack=False, pad_id=PAD)
-
-    model = XLSTMLM(cfg)
-    make = masked_lm_task if c.objective == "mlm" else causal_lm_task
-    return make(model, train_data, eval_data if valid is not None else None)
-
-
 if __name__ == "__main__":
-    sys.exit(run(get_config, build_task, "runs/dna_pretrain"))
+    run(dna_pretrain, get_config, "runs/dna_pretrain")

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bioxlstm_jax.io import atomic_path
+
 __all__ = ["canonical", "smiles_metrics", "fcd", "properties", "plot_properties", "grid_image"]
 
 PROPERTIES = ("MW", "logP", "QED")
@@ -141,7 +143,8 @@ def plot_properties(generated: dict, reference: dict, path) -> None:
     axes[0].set_ylabel("density")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -153,9 +156,9 @@ def grid_image(smiles: Sequence[str], path, per_row: int = 6, max_molecules: int
     mols = [m for m in (Chem.MolFromSmiles(s) for s in smiles if s) if m is not None][:max_molecules]
     if mols:
         image = Draw.MolsToGridImage(mols, molsPerRow=per_row, subImgSize=(220, 180))
-        if hasattr(image, "save"):  # a PIL image
-            image.save(str(path))
-        else:  # inside IPython, RDKit returns an IPython PNG image
-            with open(path, "wb") as f:
-                f.write(image.data)
+        with atomic_path(path) as tmp:
+            if hasattr(image, "save"):  # a PIL image
+                image.save(str(tmp))
+            else:  # inside IPython, RDKit returns an IPython PNG image
+                tmp.write_bytes(image.data)
     return len(mols)

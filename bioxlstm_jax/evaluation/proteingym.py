@@ -34,7 +34,7 @@ from bioxlstm_jax.nn.model import XLSTMLM, _forward_with_state, prefill
 __all__ = [
     "Mutation", "parse_mutant", "read_dms", "wild_type_from_reference", "wild_type_from_mutants", "match_columns",
     "homology_weights", "sample_context", "single_site_scores", "naive_single_site_scores", "score_mutants",
-    "independent_site_scores", "spearman", "roc_auc",
+    "independent_site_scores",
 ]
 
 
@@ -255,22 +255,3 @@ def independent_site_scores(msa_rows: Sequence[str], wild_type: str, *, start: i
     logp = np.log(counts / counts.sum(-1, keepdims=True))
     wt_idx = np.array([AMINO_ACIDS.index(c) if c in AMINO_ACIDS else 0 for c in wild_type])
     return (logp - logp[np.arange(len(wild_type)), wt_idx][:, None]).astype(np.float32)
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
-
-
-def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """Area under the ROC curve of ``scores`` for binary ``labels`` (ties count one half)."""
-    from scipy.stats import rankdata
-
-    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
-    pos, neg = labels == 1, labels == 0
-    if not pos.any() or not neg.any():
-        raise ValueError("roc_auc needs both positive and negative labels")
-    ranks = rankdata(scores)
-    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * neg.sum()))
-

@@ -109,13 +109,14 @@ def test_dna_xlstm_rcps_names_load_into_an_rcps_model(tmp_path):
     assert cfg.rcps and cfg.bidirectional == "sum" and cfg.complement_map == DNA_COMPLEMENT_MAP
     np.testing.assert_array_equal(params["backbone"]["token_embedding"]["embedding"],
                                   model.token_embedding.weight.detach().numpy())
-    # the converted checkpoint is a fine-tuning backbone (experiments.dna_finetune --ckpt, PS)
+    # the converted checkpoint is a fine-tuning backbone (experiments.dna_finetune --config.ckpt, PS)
     assert convert_main([str(tmp_path / "last.ckpt"), str(tmp_path / "converted")]) == 0
+    from bioxlstm_jax.jobs.finetune import classifier
     from experiments import dna_finetune
 
     c = dna_finetune.get_config()
     c.rc = "ps"
-    clf, init_params = dna_finetune._model(c, str(tmp_path / "converted"), num_classes=3, length=40)
+    clf, init_params = classifier(c, str(tmp_path / "converted"), num_classes=3, length=40)
     tokens = jnp.asarray(np.random.default_rng(0).integers(7, 11, (2, 40)), jnp.int32)
     fresh = clf.init(jax.random.PRNGKey(1), tokens)["params"]
     loaded = init_params(jax.random.PRNGKey(1), fresh)
@@ -123,7 +124,7 @@ def test_dna_xlstm_rcps_names_load_into_an_rcps_model(tmp_path):
     assert loaded["head"]["kernel"].shape == (32, 3) and clf.apply({"params": loaded}, tokens).shape == (2, 3)
     c.rc = "ph"
     with pytest.raises(ValueError, match="RCPS model"):
-        dna_finetune._model(c, str(tmp_path / "converted"), num_classes=3, length=40)
+        classifier(c, str(tmp_path / "converted"), num_classes=3, length=40)
 
 
 def test_chem_xlstm_epoch_directory(tmp_path):

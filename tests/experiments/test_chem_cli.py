@@ -51,9 +51,9 @@ def test_pretrain_names_the_bad_line(data, tmp_path):
 
 
 def test_generate_writes_metrics(workdir, tmp_path):
-    out = tmp_path / "gen.json"
-    res = run_command("experiments.chem_generate", f"--ckpt={workdir}", "--n=24", "--batch_size=10", f"--out={out}",
-                      "--reference_size=200")
+    out = tmp_path / "gen" / "generated.json"
+    res = run_command("experiments.chem_generate", f"--config.ckpt={workdir}", "--config.n=24", "--config.batch_size=10",
+                      f"--workdir={out.parent}", "--config.reference_size=200")
     record = json.loads(out.read_text())
     metrics = record["metrics"]
     assert metrics["n"] == 24 and len(record["smiles"]) == 24 and len(record["log_likelihood"]) == 24
@@ -62,7 +62,7 @@ def test_generate_writes_metrics(workdir, tmp_path):
         assert key in metrics, key
     assert 0 <= metrics["validity"] <= 1 and "validity" in res.stdout
     if metrics["valid"]:
-        assert (tmp_path / "gen_properties.png").is_file() and (tmp_path / "gen_grid.png").is_file()
+        assert (out.parent / "generated_properties.png").is_file() and (out.parent / "generated_grid.png").is_file()
 
 
 def test_icl_trains_then_generates_and_ranks_heldout_domains(tmp_path):

@@ -101,9 +101,9 @@ FT = ["--config.epochs=2", "--config.batch_size=32", "--config.max_length=128", 
 
 def test_finetune_ps_from_a_pretrained_checkpoint_over_seeds(mlm_ps, gue_small, tmp):
     out = tmp / "ft_ps"
-    res = run_command("experiments.dna_finetune", f"--train={gue_small['train']}", f"--valid={gue_small['dev']}",
-                      f"--test={gue_small['test']}", f"--ckpt={mlm_ps}", f"--out={out}", "--config.rc=ps",
-                      "--config.seeds=(1,2)", *FT)
+    res = run_command("experiments.dna_finetune", f"--config.train={gue_small['train']}",
+                      f"--config.valid={gue_small['dev']}", f"--config.test={gue_small['test']}",
+                      f"--config.ckpt={mlm_ps}", f"--workdir={out}", "--config.rc=ps", "--config.seeds=(1,2)", *FT)
     report = json.loads((out / "results.json").read_text())
     assert [r["seed"] for r in report["seeds"]] == [1, 2] and (out / "curves.png").is_file()
     assert report["seeds"][0]["sizes"] == {"train": 96, "valid": 24, "test": 30}
@@ -114,15 +114,17 @@ def test_finetune_ps_from_a_pretrained_checkpoint_over_seeds(mlm_ps, gue_small, 
     # the validation accuracy of the chosen checkpoint equals the trainer's best eval/accuracy
     rows = [json.loads(x) for x in (out / "seed_1" / "metrics.jsonl").read_text().splitlines()]
     assert report["seeds"][0]["valid"]["accuracy"] == pytest.approx(max(r["eval/accuracy"] for r in rows if "eval/accuracy" in r))
-    res = run_command("experiments.dna_finetune", f"--train={gue_small['train']}", f"--test={gue_small['test']}",
-                      f"--ckpt={mlm_ps}", f"--out={tmp / 'ft_bad'}", "--config.rc=ph", *FT, ok=False)
+    res = run_command("experiments.dna_finetune", f"--config.train={gue_small['train']}",
+                      f"--config.test={gue_small['test']}", f"--config.ckpt={mlm_ps}", f"--workdir={tmp / 'ft_bad'}",
+                      "--config.rc=ph", *FT, ok=False)
     assert "RCPS model" in res.stderr and "--config.rc=ps" in res.stderr
 
 
 def test_finetune_ph_from_a_clm_checkpoint_is_rc_invariant_when_conjoined(clm, gue_small, tmp):
     out = tmp / "ft_ph"
-    run_command("experiments.dna_finetune", f"--train={gue_small['train']}", f"--test={gue_small['test']}",
-                f"--ckpt={clm}", f"--out={out}", "--config.seeds=(3,)", *FT)
+    run_command("experiments.dna_finetune", f"--config.train={gue_small['train']}",
+                f"--config.test={gue_small['test']}", f"--config.ckpt={clm}", f"--workdir={out}", "--config.seeds=(3,)",
+                *FT)
     report = json.loads((out / "results.json").read_text())
     assert report["seeds"][0]["sizes"] == {"train": 86, "valid": 10, "test": 30}  # 10 % split off
     lm, _ = load_lm(clm)
@@ -141,7 +143,7 @@ def test_finetune_ph_from_a_clm_checkpoint_is_rc_invariant_when_conjoined(clm, g
 def test_embed_and_variants_commands(mlm_ps, tmp):
     fasta = tmp / "q.fa"
     fasta.write_text(f">a\n{CHR2[1_000_000:1_000_200]}\n>b\n{CHR2[1_100_000:1_100_050]}\n")
-    run_command("experiments.dna_embed", f"--ckpt={mlm_ps}", f"--fasta={fasta}", f"--out={tmp / 'emb'}")
+    run_command("experiments.dna_embed", f"--config.ckpt={mlm_ps}", f"--config.fasta={fasta}", f"--workdir={tmp / 'emb'}")
     assert np.load(tmp / "emb" / "pooled.npy").shape == (2, 64)  # RCPS: 2 x 32
     assert np.load(tmp / "emb" / "per_position.npy").shape == (250, 64)
     table = tmp / "v.tsv"
@@ -149,9 +151,9 @@ def test_embed_and_variants_commands(mlm_ps, tmp):
     rows = [(p, CHR2[p - 1].upper()) for p in (1_500_001, 1_600_001, 1_700_001, 1_800_001)]
     table.write_text("chrom\tpos\tref\talt\tlabel\n" + "".join(f"chr2\t{p}\t{r}\t{alt[r]}\t{i % 2}\n"
                                                                 for i, (p, r) in enumerate(rows)))
-    res = run_command("experiments.dna_variants", f"--ckpt={mlm_ps}",
-                      f"--genome={asset_path('dna', 'hg38_chr2_1-2333275.fa.gz')}", f"--variants={table}",
-                      f"--out={tmp / 'scores.tsv'}", "--window=128")
+    res = run_command("experiments.dna_variants", f"--config.ckpt={mlm_ps}",
+                      f"--config.genome={asset_path('dna', 'hg38_chr2_1-2333275.fa.gz')}", f"--config.variants={table}",
+                      f"--workdir={tmp}", "--config.window=128")
     assert "4 variants scored (mlm" in res.stdout and "ROC-AUC" in res.stdout
     lines = (tmp / "scores.tsv").read_text().splitlines()
     assert lines[0].split("\t") == ["chrom", "pos", "ref", "alt", "label", "llr"] and len(lines) == 5
@@ -159,12 +161,13 @@ def test_embed_and_variants_commands(mlm_ps, tmp):
 
 
 def test_pretrain_model_configs_for_every_mode():
+    from bioxlstm_jax.jobs.pretrain import dna_model_config
     from experiments import dna_pretrain
 
     def cfg(**changes):
         c = dna_pretrain.get_config()
         c.update_from_flattened_dict(changes)
-        return dna_pretrain.model_config(c)
+        return dna_model_config(c)
 
     default = cfg()
     assert (default.bidirectional, default.rcps, default.context_length, default.num_blocks) == ("sum", False, 1024, 2)

@@ -41,38 +41,44 @@ def test_pretrain_writes_a_run_and_resumes(workdir, tmp_path):
 
 
 def test_generate_writes_fasta_with_likelihoods(workdir, tmp_path):
-    out = tmp_path / "gen.fasta"
+    out = tmp_path / "gen" / "generated.fasta"
     msa = asset_path("protein", "clusters", "protmamba_example_msa.a3m.gz")
-    res = run_command("experiments.prot_generate", f"--ckpt={workdir}", f"--msa={msa}", f"--out={out}",
-                      "--n_context=3", "--num_samples=3", "--batch_size=2", "--max_new_tokens=20")
+    res = run_command("experiments.prot_generate", f"--config.ckpt={workdir}", f"--config.msa={msa}",
+                      f"--workdir={out.parent}", "--config.n_context=3", "--config.num_samples=3",
+                      "--config.batch_size=2", "--config.max_new_tokens=20")
     log = res.stdout + res.stderr
     assert "wrote 3 proteins" in log
     lines = out.read_text().splitlines()
     assert len(lines) == 6 and all(h.startswith(">sample_") and "log_likelihood=" in h for h in lines[::2])
-    out2 = workdir / "generated.fasta"  # the default --out: inside the run, never the working directory
-    run_command("experiments.prot_generate", f"--ckpt={workdir}", f"--msa={msa}", "--n_context=2",
-                "--num_samples=2", "--max_new_tokens=12", "--target_seq=MKVLAAGITEQW", "--spans=3-4,8-9")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    out2 = cwd / "runs" / "prot_generate" / "generated.fasta"  # the default workdir, and nothing else in cwd
+    run_command("experiments.prot_generate", f"--config.ckpt={workdir}", f"--config.msa={msa}",
+                "--config.n_context=2", "--config.num_samples=2", "--config.max_new_tokens=12",
+                "--config.target_seq=MKVLAAGITEQW", "--config.spans=3-4,8-9", cwd=cwd,
+                outputs=["runs/prot_generate"])
     for seq in out2.read_text().splitlines()[1::2]:
         assert seq.startswith("MK")
 
 
 def test_fitness_scores_the_blat_assay(workdir, tmp_path):
-    out = tmp_path / "pred.csv"
-    res = run_command("experiments.prot_fitness", f"--ckpt={workdir}",
-                      f"--dms={BLAT / 'BLAT_ECOLX_Jacquier_2013.csv.gz'}",
-                      f"--msa={BLAT / 'BLAT_ECOLX_ColabFold_2202_poet.a3m.gz'}", f"--out={out}", "--replicates=2",
-                      "--max_context_tokens=1500", "--batch_size=64", "--retrieval_alpha=0.5")
+    out = tmp_path / "fit" / "BLAT_ECOLX_Jacquier_2013_predictions.csv"
+    res = run_command("experiments.prot_fitness", f"--config.ckpt={workdir}",
+                      f"--config.dms={BLAT / 'BLAT_ECOLX_Jacquier_2013.csv.gz'}",
+                      f"--config.msa={BLAT / 'BLAT_ECOLX_ColabFold_2202_poet.a3m.gz'}", f"--workdir={out.parent}",
+                      "--config.replicates=2", "--config.max_context_tokens=1500", "--config.batch_size=64",
+                      "--config.retrieval_alpha=0.5")
     log = res.stdout + res.stderr
     assert "989 mutants" in log and "Spearman" in log and "AUC" in log
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 989 and all(r["predicted_score"] for r in rows)
-    assert (tmp_path / "pred.png").is_file()
+    assert out.with_suffix(".png").is_file()
 
 
 def test_fitness_rejects_a_wrong_wild_type(workdir, tmp_path):
-    res = run_command("experiments.prot_fitness", f"--ckpt={workdir}",
-                      f"--dms={BLAT / 'BLAT_ECOLX_Jacquier_2013.csv.gz'}",
-                      f"--msa={BLAT / 'BLAT_ECOLX_ColabFold_2202_poet.a3m.gz'}", "--target_seq=MKVL",
-                      f"--out={tmp_path / 'x.csv'}", ok=False)
+    res = run_command("experiments.prot_fitness", f"--config.ckpt={workdir}",
+                      f"--config.dms={BLAT / 'BLAT_ECOLX_Jacquier_2013.csv.gz'}",
+                      f"--config.msa={BLAT / 'BLAT_ECOLX_ColabFold_2202_poet.a3m.gz'}", "--config.target_seq=MKVL",
+                      f"--workdir={tmp_path / 'x'}", ok=False)
     assert res.returncode != 0 and "outside the wild type" in res.stderr
-    assert not (tmp_path / "x.csv").exists()
+    assert not (tmp_path / "x").exists()

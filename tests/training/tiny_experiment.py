@@ -13,8 +13,8 @@ import numpy as np
 
 from bioxlstm_jax.data import lm_batches
 from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig
-from bioxlstm_jax.training import base_config, causal_lm_task
-from bioxlstm_jax.training.cli import run
+from bioxlstm_jax.training import base_config, causal_lm_task, train
+from bioxlstm_jax.jobs import run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make `tests` importable
 from tests.helpers import data_path  # noqa: E402
@@ -71,4 +71,4 @@ def build_task(c):
 
 
 if __name__ == "__main__":
-    sys.exit(run(get_config, build_task, "runs/tiny"))
+    sys.exit(run(lambda c, workdir: train(c, workdir, build_task(c)), get_config, "runs/tiny"))

@@ -1,10 +1,34 @@
-"""Sequence-classification metrics of the DNA-xLSTM / Nucleotide Transformer benchmarks."""
+"""Metrics shared by every domain: rank correlation and ROC-AUC (fitness, variant effects, in-context
+ranking), classification metrics of the DNA / Nucleotide Transformer benchmarks and their summary
+over seeds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-__all__ = ["classification_metrics", "summarize_seeds"]
+__all__ = ["spearman", "roc_auc", "classification_metrics", "summarize_seeds"]
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation of ``a`` and ``b`` (scipy; ties get their mean rank)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (ties count one half)."""
+    from scipy.stats import rankdata
+
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    pos, neg = labels == 1, labels == 0
+    if not pos.any() or not neg.any():
+        raise ValueError("roc_auc needs both positive and negative labels")
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * neg.sum()))
+
 
 
 def classification_metrics(labels, predictions, num_classes: int | None = None) -> dict[str, float]:

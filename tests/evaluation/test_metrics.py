@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bioxlstm_jax.evaluation.dna import classification_metrics, summarize_seeds
+from bioxlstm_jax.evaluation.metrics import classification_metrics, roc_auc, spearman, summarize_seeds
 
 
 def test_binary_metrics_by_hand():
@@ -32,3 +32,11 @@ def test_multiclass_metrics_by_hand_and_degenerate_cases():
 def test_summarize_seeds():
     out = summarize_seeds([{"accuracy": 0.5}, {"accuracy": 0.7}, {"accuracy": 0.6}])
     assert out["accuracy"]["mean"] == pytest.approx(0.6) and out["accuracy"]["min"] == 0.5 and out["accuracy"]["max"] == 0.7
+
+
+def test_roc_auc_counts_ordered_pairs_and_spearman_ranks():
+    rng = np.random.default_rng(0)
+    s, y = rng.normal(size=50), rng.integers(0, 2, 50)
+    pairs = [(a > b) + 0.5 * (a == b) for a, la in zip(s, y) for b, lb in zip(s, y) if la == 1 and lb == 0]
+    assert roc_auc(s, y) == pytest.approx(np.mean(pairs))
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 25]) == pytest.approx(0.8)

@@ -1,0 +1,24 @@
+"""The jobs behind ``python -m experiments.<job>``: each is ``job(config, workdir)``, importable from a
+notebook, over the config that ``experiments/<job>.py``'s ``get_config()`` returns. Everything a job
+writes goes under ``workdir``; training jobs resume from it.
+
+| job | what it does |
+|---|---|
+| ``prot_pretrain`` / ``dna_pretrain`` / ``chem_pretrain`` | train a language model |
+| ``dna_finetune`` | fine-tune a DNA classifier over seeds |
+| ``prot_generate`` / ``chem_generate`` | sample proteins / molecules from a trained model |
+| ``prot_fitness`` | zero-shot fitness of a ProteinGym assay |
+| ``dna_embed`` / ``dna_variants`` | embeddings of a FASTA / variant-effect scores |
+| ``chem_icl`` | in-context generation and ranking on held-out molecular domains |
+"""
+
+from bioxlstm_jax.jobs.cli import run
+from bioxlstm_jax.jobs.dna import dna_embed, dna_variants
+from bioxlstm_jax.jobs.finetune import dna_finetune
+from bioxlstm_jax.jobs.fitness import prot_fitness
+from bioxlstm_jax.jobs.generate import chem_generate, prot_generate
+from bioxlstm_jax.jobs.icl import chem_icl
+from bioxlstm_jax.jobs.pretrain import chem_pretrain, dna_pretrain, prot_pretrain
+
+__all__ = ["run", "prot_pretrain", "dna_pretrain", "chem_pretrain", "dna_finetune", "prot_generate",
+           "chem_generate", "prot_fitness", "dna_embed", "dna_variants", "chem_icl"]
