@@ -1,35 +1,31 @@
 """Chem-xLSTM sampling throughput (molecules/s): our recurrent decoding against re-encoding the prefix
 with a full forward per token, and against the official PyTorch ``xLSTMLMModel.step`` loop.
 
-Every implementation samples ``--batch`` molecules of ``--tokens`` new tokens after ``[BEG]`` (no early
+Every implementation samples ``config.batch`` molecules of ``config.tokens`` new tokens after ``[BEG]`` (no early
 stop, so all do the same work; real molecules stop at ``[END]``, ~48 tokens on ChEMBL). Random weights
 (throughput does not depend on them); float32 on CPU. Re-encoding runs the jitted full forward on the
 prefix padded to a multiple of 16 (one compiled shape per bucket; compilation excluded). The official
 model is ``xlstm.xLSTMLMModel`` at the same sizes, ``step`` with its carried state, ``torch.no_grad``.
 
-    python benchmarks/chem_generation.py [--presets small,chem_xlstm_15m] [--batch 64] [--tokens 100]
+    python benchmarks/chem_generation.py [--config.presets=small,chem_xlstm_15m] [--config.batch=64]
 
-Writes ``benchmarks/results/chem_generation_<device>.json``.
+Writes ``chem_generation_<device>.json`` to the workdir (default ``benchmarks/results``).
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import os
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from common import cli, save_results
 
 from bioxlstm_jax import presets
 from bioxlstm_jax.inference import generate
 from bioxlstm_jax.nn import XLSTMLM
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 SMALL = dict(embedding_dim=128, num_blocks=2, mlstm_num_heads=4)
 
 
@@ -93,40 +89,31 @@ def official(name, B, tokens):
     return {"params": int(sum(p.numel() for p in model.parameters())), "official_step_mol_per_s": B / (time.perf_counter() - t)}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--presets", default="small,chem_xlstm_15m")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--tokens", type=int, default=100)
-    p.add_argument("--out", default=None)
-    a = p.parse_args()
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.presets = "small,chem_xlstm_15m"
+    c.batch = 64  # molecules sampled together
+    c.tokens = 100  # new tokens per molecule
+    return c
+
+
+def bench(c, workdir):
     device = jax.devices()[0]
     kind = getattr(device, "device_kind", device.platform)
     rows = []
-    print(f"{kind}: {a.batch} molecules x {a.tokens} tokens")
+    print(f"{kind}: {c.batch} molecules x {c.tokens} tokens")
     print(f"{'model':>15} {'params':>10} {'recurrent mol/s':>16} {'re-encode mol/s':>16} {'official step mol/s':>20}")
-    for name in a.presets.split(","):
-        row = {"model": name, **ours(name, a.batch, a.tokens), **official(name, a.batch, a.tokens)}
+    for name in c.presets.split(","):
+        row = {"model": name, **ours(name, c.batch, c.tokens), **official(name, c.batch, c.tokens)}
         row["speedup_vs_reencode"] = row["recurrent_mol_per_s"] / row["reencode_mol_per_s"]
         row["speedup_vs_official"] = row["recurrent_mol_per_s"] / row["official_step_mol_per_s"]
         rows.append(row)
         print(f"{name:>15} {row['params']:>10,} {row['recurrent_mol_per_s']:>16.1f} {row['reencode_mol_per_s']:>16.1f} "
               f"{row['official_step_mol_per_s']:>20.1f}", flush=True)
-    import torch
-    import xlstm
-
-    record = {"benchmark": "chem_generation", "device": kind, "platform": device.platform,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "versions": {"python": platform.python_version(), "jax": jax.__version__, "torch": torch.__version__,
-                           "xlstm": getattr(xlstm, "__version__", "?")},
-              "config": vars(a), "results": rows}
-    out = a.out or os.path.join(RESULTS_DIR, f"chem_generation_{device.platform}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".tmp", "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(out + ".tmp", out)
+    out = save_results(workdir, "chem_generation", {"benchmark": "chem_generation", "config": c.to_dict(),
+                                                    "results": rows})
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    cli(bench, get_config)

@@ -28,7 +28,7 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/nvidia_smi.txt"
 case "$step" in
   tests) python3 -m pytest -m gpu -p no:cacheprovider -q tests/pallas_kernels 2>&1 | tee "$out/gpu_tests.log" ;;
-  kernel) python3 benchmarks/mlstm_kernel.py --timeout 240 2>&1 | tee "$out/mlstm_kernel.log"; cp benchmarks/results/mlstm_kernel_*.json "$out/" ;;
+  kernel) python3 benchmarks/mlstm_kernel.py --config.timeout=240 2>&1 | tee "$out/mlstm_kernel.log"; cp benchmarks/results/mlstm_kernel_*.json "$out/" ;;
   train) python3 benchmarks/train_throughput.py 2>&1 | tee "$out/train_throughput.log"; cp benchmarks/results/train_throughput_*.json "$out/" ;;
   *) echo "unknown step $step" >&2; exit 2 ;;
 esac

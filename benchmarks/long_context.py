@@ -1,9 +1,9 @@
 """Long-context training memory and time: one training step of a preset at S tokens, per remat policy.
 
-Usage (from the repository root)::
+Usage::
 
     python benchmarks/long_context.py                                   # the CPU cases below
-    python benchmarks/long_context.py --cases prot_xlstm_26m:16384:block prot_xlstm_26m:16384:block:0
+    python benchmarks/long_context.py --config.cases=prot_xlstm_26m:16384:block,prot_xlstm_26m:16384:block:0
 
 Each case ``preset:S:remat[:segment]`` (segment: ``XLSTMConfig.remat_segment``, default 2048; 0 =
 whole blocks) runs in its own subprocess (batch 1, float32 on CPU): the training step of
@@ -13,37 +13,45 @@ donated, as ``benchmarks/train_throughput.py`` builds it. Reported per case:
 * ``planned_bytes``: XLA's buffer plan of the compiled step (temp + arguments + outputs - aliases),
   and ``planned_kib_per_token``;
 * ``peak_rss_bytes``: the worker's peak resident memory (``ru_maxrss``, compilation included);
-* ``seconds_per_step`` (median of ``--steps`` steps after one warm-up step; at S >= 65536 one step,
+* ``seconds_per_step`` (median of ``config.steps`` steps after one warm-up step; at S >= 65536 one step,
   no warm-up) and ``tokens_per_second``.
 
-With ``--torch-max N`` the official PyTorch ``xlstm`` model (no RoPE, its default parallel mLSTM)
+With ``config.torch_max`` = N the official PyTorch ``xlstm`` model (no RoPE, its default parallel mLSTM)
 runs beside each preset at S <= N (its RSS growth over the steps; see ``train_throughput.py``).
-Writes ``benchmarks/results/long_context_<device>.json`` and ``long_context_<device>.png`` (planned
-memory and time per token against S).
+Writes ``long_context_<device>.json`` and ``long_context_<device>.png`` (planned memory and time per
+token against S) to the workdir (default ``benchmarks/results``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
+from pathlib import Path
 
+import ml_collections
 import numpy as np
+from common import cli, device_name, run_worker, save_results
+from ml_collections.config_dict import placeholder
+from train_throughput import worker_torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_throughput import RESULTS_DIR, save_results, worker_torch  # noqa: E402
-
-CPU_CASES = (["prot_xlstm_26m:1024:none", "prot_xlstm_26m:1024:block", "prot_xlstm_26m:1024:block_save_dots",
-              "prot_xlstm_26m:4096:none", "prot_xlstm_26m:4096:block", "prot_xlstm_26m:16384:block:0",
-              "prot_xlstm_26m:16384:block", "prot_xlstm_26m:32768:block", "prot_xlstm_26m:65536:block",
-              "prot_xlstm_26m:131072:block"]
-             + ["dna_xlstm_4m:4096:none", "dna_xlstm_4m:4096:block", "dna_xlstm_4m:32768:block"])
+CPU_CASES = ",".join(["prot_xlstm_26m:1024:none", "prot_xlstm_26m:1024:block", "prot_xlstm_26m:1024:block_save_dots",
+                      "prot_xlstm_26m:4096:none", "prot_xlstm_26m:4096:block", "prot_xlstm_26m:16384:block:0",
+                      "prot_xlstm_26m:16384:block", "prot_xlstm_26m:32768:block", "prot_xlstm_26m:65536:block",
+                      "prot_xlstm_26m:131072:block", "dna_xlstm_4m:4096:none", "dna_xlstm_4m:4096:block",
+                      "dna_xlstm_4m:32768:block"])
 ONE_STEP_FROM = 65536
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.cases = CPU_CASES  # comma-separated preset:S:remat[:segment]
+    c.steps = 1  # timed steps after one warm-up (S < 65536)
+    c.torch_max = 4096  # run the official model at S <= this
+    c.timeout = 3600  # seconds per case
+    c.worker = placeholder(str)  # internal: jax | torch, one case in this process
+    return c
 
 
 def worker(preset: str, S: int, remat: str, segment: int, steps: int) -> dict:
@@ -83,21 +91,10 @@ def worker(preset: str, S: int, remat: str, segment: int, steps: int) -> dict:
             "timed_steps": len(times), "loss": loss, "chunk_size": cfg.chunk_size}
 
 
-def _run(args_list, timeout):
-    cmd = [sys.executable, os.path.abspath(__file__), *args_list]
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    if p.returncode < 0:
-        return {"error": f"killed by signal {-p.returncode} (out of memory?)"}
-    if p.returncode:
-        return {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"}
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
 def _plot(rows, path):
     import matplotlib
+
+    from bioxlstm_jax.io import atomic_path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -121,41 +118,32 @@ def _plot(rows, path):
         ax.grid(alpha=0.3)
     a.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", default=CPU_CASES, help="preset:S:remat[:segment]")
-    parser.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up (S < 65536)")
-    parser.add_argument("--torch-max", type=int, default=4096, help="run the official model at S <= this")
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds per case")
-    parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.worker:
-        preset, S, remat, segment = (args.cases[0] + ":2048").split(":")[:4]
-        fn = worker(preset, int(S), remat, int(segment), args.steps) if args.worker == "jax" else worker_torch(
-            preset, 1, int(S), args.steps, "float32")
+def bench(c, workdir):
+    if c.worker:
+        preset, S, remat, segment = (c.cases + ":2048").split(":")[:4]
+        fn = worker(preset, int(S), remat, int(segment), c.steps) if c.worker == "jax" else worker_torch(
+            preset, 1, int(S), c.steps, "float32")
         print(json.dumps(fn))
         return
 
-    import jax
-
-    dev = jax.devices()[0]
     rows = []
     torch_done = set()
     print(f"{'preset':16s} {'impl':5s} {'S':>7s} {'remat':16s} {'plan GiB':>9s} {'KiB/tok':>8s} {'RSS GiB':>8s} "
           f"{'s/step':>8s} {'tok/s':>8s}")
-    for case in args.cases:
+    for case in c.cases.split(","):
         preset, S, remat, segment = (case + ":2048").split(":")[:4]
         if remat != "none":
             remat = f"{remat}:{segment}"
         todo = [("jax", remat)]
-        if int(S) <= args.torch_max and (preset, S) not in torch_done:
+        if int(S) <= c.torch_max and (preset, S) not in torch_done:
             todo.append(("torch", "-"))
             torch_done.add((preset, S))
         for impl, policy in todo:
-            r = _run(["--worker", impl, "--cases", case, "--steps", str(args.steps)], args.timeout)
+            r = run_worker("long_context.py", c.timeout, worker=impl, cases=case, steps=c.steps)
             r.update(preset=preset, S=int(S), remat=policy, impl=impl)
             rows.append(r)
             if "error" in r:
@@ -166,12 +154,10 @@ def main(argv=None):
                 print(f"{preset:16s} {impl:5s} {S:>7s} {policy:16s} "
                       f"{(plan or 0) / 2**30:9.2f} {(r.get('planned_kib_per_token') or 0):8.0f} {rss / 2**30:8.2f} "
                       f"{r['seconds_per_step']:8.2f} {int(S) / r['seconds_per_step']:8.0f}", flush=True)
-            save_results("long_context", dev, {"benchmark": "long_context", "batch": 1, "dtype": "float32",
-                                               "command": "benchmarks/long_context.py " + " ".join(argv or sys.argv[1:]),
-                                               "rows": rows})
-    name = "cpu" if dev.platform != "gpu" else dev.device_kind.lower().replace(" ", "_")
-    _plot(rows, os.path.join(RESULTS_DIR, f"long_context_{name}.png"))
+            save_results(workdir, "long_context", {"benchmark": "long_context", "batch": 1, "dtype": "float32",
+                                                   "rows": rows})
+    _plot(rows, Path(workdir) / f"long_context_{device_name()}.png")
 
 
 if __name__ == "__main__":
-    main()
+    cli(bench, get_config)

@@ -1,44 +1,42 @@
 """Chunkwise mLSTM kernel benchmark: ours (Pallas, XLA) next to TFLA and cuDNN flash attention.
 
-Usage (from the repository root)::
+Usage::
 
     python benchmarks/mlstm_kernel.py                      # on a GPU: the full sweep below
-    python benchmarks/mlstm_kernel.py --seq-lens 256 --tokens 512 --heads 2 --dhqk 32 --dhv 64 \\
-        --impls xla --dtype float32                        # a CPU smoke run
+    python benchmarks/mlstm_kernel.py --config.seq_lens=256 --config.tokens=512 --config.heads=2 \\
+        --config.dhqk=32 --config.dhv=64 --config.impls=xla --config.dtype=float32   # a CPU smoke run
 
 The configuration is TFLA's "constant tokens" sweep: 65,536 tokens per step (``B = tokens / S``) for S
 from 2k to 64k, NH = 16, DHQK = 128, DHV = 256, bf16 inputs. Implementations (each in its own
 subprocess, so one's memory never crowds another's):
 * ``pallas``: ``pallas_kernels.mlstm_chunkwise`` compiled by Triton (interpreted off GPU: not timed);
-* ``xla``: ``bioxlstm_jax.ops.mlstm_chunkwise(backend="xla")``;
+* ``xla``: ``bioxlstm_jax.ops.mlstm_chunkwise(kernel="xla")``;
 * ``tfla``: NX-AI ``mlstm_kernels`` ``chunkwise--triton_xl_chunk`` through PyTorch on the same GPU;
 * ``cudnn``: ``jax.nn.dot_product_attention(implementation="cudnn")``, causal, same tokens, with
   NH = 32 heads of 128 (the same model width as TFLA's attention baseline).
 fw = forward only; fwbw = forward + backward of ``sum(h * dh)`` with a fixed random ``dh``. Median of
-``--reps`` timed runs after 3 warm-up runs.
+``config.reps`` timed runs after 3 warm-up runs.
 
 FLOPs: matmul FLOPs of the chunkwise algorithm at chunk L, causal halves counted, recomputation not
 counted (the same count for any chunkwise implementation at the same L), per head and token:
 fw ``4 DHQK DHV + L (DHQK + DHV)``; bw ``8 DHQK DHV + 3 L (DHQK + DHV)``. Attention: fw
 ``2 S DH`` per head and token (causal half of ``4 S DH``), bw 2.5x fw. The peak is a measured
-8192^3 bf16 matmul on the same device. Writes ``benchmarks/results/mlstm_kernel_<device>.json``.
+8192^3 bf16 matmul on the same device. Writes ``mlstm_kernel_<device>.json`` to the workdir (default
+``benchmarks/results``).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
-import os
-import platform
-import re
 import statistics
-import subprocess
-import sys
 import time
+from pathlib import Path
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import ml_collections
+from common import cli, device_info, device_name, run_worker, versions
+from ml_collections.config_dict import placeholder
+
 ATTENTION_HEADS = (32, 128)  # heads, head dim of the attention baseline (TFLA's: model width 4096)
 
 
@@ -94,8 +92,8 @@ def _worker_jax(impl, S, a):
         v, dh = (jax.random.normal(kk, (B, a.heads, S, a.dhv), dtype) for kk in keys[2:4])
         i = jax.random.normal(keys[4], (B, a.heads, S), jnp.float32)
         f = jax.random.normal(keys[5], (B, a.heads, S), jnp.float32) + 3.0
-        backend = "pallas" if impl == "pallas" else "xla"
-        fw = lambda q, k, v, i, f: ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=a.chunk, backend=backend)  # noqa: E731
+        kernel = "pallas" if impl == "pallas" else "xla"
+        fw = lambda q, k, v, i, f: ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=a.chunk, kernel=kernel)  # noqa: E731
         args = (q, k, v, i, f)
     loss = lambda *x: jnp.sum(fw(*x).astype(jnp.float32) * dh.astype(jnp.float32))  # noqa: E731
     fwbw = jax.grad(loss, argnums=tuple(range(len(args))))
@@ -142,77 +140,51 @@ def _worker_tfla(S, a):
     return {"fw_ms": timed(fw), "fwbw_ms": timed(fwbw)}
 
 
-def _versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in ("jax", "jaxlib", "torch", "triton", "mlstm_kernels"):
-        try:
-            module = __import__(name)
-            out[name] = getattr(module, "__version__", "?")
-        except Exception:  # noqa: BLE001 -- absent packages are recorded as such
-            out[name] = None
-    return out
-
-
-def _device() -> tuple[str, str]:
-    import jax
-
-    d = jax.devices()[0]
-    return d.platform, getattr(d, "device_kind", d.platform)
-
-
 def _worker_main(impl, S, a):
     try:
         result = _worker_tfla(S, a) if impl == "tfla" else _worker_jax(impl, S, a)
     except Exception as err:  # noqa: BLE001 -- a failed implementation is reported, not fatal
         result = {"error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]}
-    print("RESULT " + json.dumps(result), flush=True)
+    print(json.dumps(result), flush=True)  # the last line: read by common.run_worker
 
 
 # ----------------------------------------------------------------------------------------------- driver
 
 
-def _run_worker(impl, S, argv, timeout):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--worker-seq", str(S), *argv]
-    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONPATH=ROOT)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    for line in proc.stdout.splitlines()[::-1]:
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-    return {"error": f"worker exited {proc.returncode}: {tail[0][:300]}"}
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seq_lens = (2048, 4096, 8192, 16384, 32768, 65536)
+    c.tokens = 65536  # tokens per step (B = tokens / S)
+    c.heads = 16
+    c.dhqk = 128
+    c.dhv = 256
+    c.dtype = "bfloat16"  # bfloat16 | float16 | float32
+    c.chunk = 128  # chunk size of ours and TFLA's (TFLA's default: 128)
+    c.impls = placeholder(str)  # comma list of pallas,xla,tfla,cudnn (unset: all on GPU, xla on CPU)
+    c.reps = 10
+    c.timeout = 900  # seconds per implementation and length
+    c.worker = placeholder(str)  # internal: the implementation this process times
+    c.worker_seq = placeholder(int)  # internal: its sequence length
+    return c
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seq-lens", default="2048,4096,8192,16384,32768,65536")
-    p.add_argument("--tokens", type=int, default=65536)
-    p.add_argument("--heads", type=int, default=16)
-    p.add_argument("--dhqk", type=int, default=128)
-    p.add_argument("--dhv", type=int, default=256)
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    p.add_argument("--chunk", type=int, default=128, help="chunk size of ours and TFLA's (TFLA's default: 128)")
-    p.add_argument("--impls", default=None, help="comma list of pallas,xla,tfla,cudnn (default: all on GPU, xla on CPU)")
-    p.add_argument("--reps", type=int, default=10)
-    p.add_argument("--timeout", type=int, default=900, help="seconds per implementation and length")
-    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/mlstm_kernel_<device>.json)")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--worker-seq", type=int, help=argparse.SUPPRESS)
-    a = p.parse_args()
+def bench(a, workdir):
     if a.worker:
         return _worker_main(a.worker, a.worker_seq, a)
 
-    platform_name, device = _device()
+    info = device_info()
+    platform_name, device = info["platform"], info["device_kind"]
     on_gpu = platform_name == "gpu"
     impls = a.impls.split(",") if a.impls else (["pallas", "xla", "tfla", "cudnn"] if on_gpu else ["xla"])
-    seq_lens = [int(s) for s in a.seq_lens.split(",")]
+    seq_lens = list(a.seq_lens)
     if any(a.tokens % S for S in seq_lens):
-        raise SystemExit(f"--tokens {a.tokens} must be a multiple of every sequence length {seq_lens}")
-    argv = [f"--tokens={a.tokens}", f"--heads={a.heads}", f"--dhqk={a.dhqk}", f"--dhv={a.dhv}",
-            f"--dtype={a.dtype}", f"--chunk={a.chunk}", f"--reps={a.reps}"]
-    peak = _run_worker("peak", seq_lens[0], argv, a.timeout).get("tflops") if on_gpu else None
+        raise ValueError(f"--config.tokens={a.tokens} must be a multiple of every sequence length {seq_lens}")
+    shape = dict(tokens=a.tokens, heads=a.heads, dhqk=a.dhqk, dhv=a.dhv, dtype=a.dtype, chunk=a.chunk, reps=a.reps)
+
+    def _run_worker(impl, S):
+        return run_worker("mlstm_kernel.py", a.timeout, worker=impl, worker_seq=S, **shape)
+
+    peak = _run_worker("peak", seq_lens[0]).get("tflops") if on_gpu else None
 
     rows = []
     print(f"{device}: {a.tokens} tokens/step, NH={a.heads}, DHQK={a.dhqk}, DHV={a.dhv}, {a.dtype}, chunk {a.chunk}"
@@ -224,7 +196,7 @@ def main():
             if impl == "pallas" and not on_gpu:
                 result = {"error": "Pallas runs interpreted off GPU; not timed"}
             else:
-                result = _run_worker(impl, S, argv, a.timeout)
+                result = _run_worker(impl, S)
             fw_flops, fwbw_flops = flops(impl, a.tokens, S, a.heads, a.dhqk, a.dhv, a.chunk)
             row = {"impl": impl, "S": S, "B": a.tokens // S, **result, "fw_flops": fw_flops, "fwbw_flops": fwbw_flops}
             if "fw_ms" in result:
@@ -238,20 +210,18 @@ def main():
                 print(f"{impl:>7} {S:>6} {a.tokens // S:>4}  {result['error']}", flush=True)
             rows.append(row)
 
+    from bioxlstm_jax.io import write_json
+
     record = {
         "benchmark": "mlstm_kernel", "device": device, "platform": platform_name,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(), "config": {k: v for k, v in vars(a).items() if not k.startswith("worker")},
+        "versions": versions("torch", "triton", "mlstm_kernels"),
+        "config": {k: v for k, v in a.to_dict().items() if not k.startswith("worker")},
         "bf16_matmul_peak_tflops": peak, "results": rows,
     }
-    out = a.out or os.path.join(RESULTS_DIR, f"mlstm_kernel_{re.sub(r'[^A-Za-z0-9]+', '_', device).strip('_').lower()}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(record, fh, indent=1)
-    os.replace(tmp, out)
+    out = write_json(Path(workdir) / f"mlstm_kernel_{device_name()}.json", record)
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    cli(bench, get_config)

@@ -1,37 +1,35 @@
 """CPU benchmark of the mLSTM forms: ours (JAX, jitted) next to the official PyTorch functions.
 
-Usage (from the repository root)::
+Usage::
 
     python benchmarks/ops_cpu.py                      # S in 256, 1k, 4k, 16k; ~3 minutes on 2 cores
-    python benchmarks/ops_cpu.py --seq-lens 256 1024 --repeats 3
+    python benchmarks/ops_cpu.py --config.seq_lens=256,1024 --config.repeats=3
 
-Measures forward and forward+backward wall time (median over ``--repeats`` after one warm-up/compile
+Measures forward and forward+backward wall time (median over ``config.repeats`` after one warm-up/compile
 call) of the parallel, chunkwise and recurrent forms at B=1, NH=4, DHQK=DHV=64, float32, and the
 official ``xlstm`` PyTorch functions (``parallel_stabilized_simple``, ``chunkwise_simple``, a Python loop
 of ``recurrent_step_stabilized_simple``) when ``torch`` and ``xlstm`` are installed (the test extra).
-The quadratic parallel form is skipped above ``--max-parallel-len`` (its S x S matrices exceed memory).
-Prints a table and writes ``benchmarks/results/ops_cpu.json`` (device, versions, date, every timing).
+The quadratic parallel form is skipped above ``config.max_parallel_len`` (its S x S matrices exceed
+memory). Prints a table and writes ``<config.name>.json`` to the workdir (default ``benchmarks/results``:
+``ops_cpu.json``; device, versions, date, every timing).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from common import cli, device_info, versions
 
+from bioxlstm_jax.io import write_json
 from bioxlstm_jax.ops import mlstm_chunkwise, mlstm_parallel, mlstm_recurrent
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "ops_cpu.json")
 
 
 def _inputs(S, B, NH, D, seed=0):
@@ -76,7 +74,11 @@ def bench_jax(form, args, cot, chunk_size, repeats):
 
 def _torch_fn(form, chunk_size):
     import torch
-    from xlstm.blocks.mlstm.backends import chunkwise_simple, parallel_stabilized_simple, recurrent_step_stabilized_simple
+    from xlstm.blocks.mlstm.backends import (
+        chunkwise_simple,
+        parallel_stabilized_simple,
+        recurrent_step_stabilized_simple,
+    )
 
     def run(q, k, v, i, f):
         if form == "parallel":
@@ -115,48 +117,21 @@ def bench_torch(form, args, cot, chunk_size, repeats):
     return _median_time(fwd, repeats), _median_time(fwd_bwd, repeats)
 
 
-def _versions(with_torch):
-    import flax
-
-    versions = {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jax.lib.__version__,
-                "flax": flax.__version__, "numpy": np.__version__}
-    if with_torch:
-        import torch
-        import xlstm
-
-        versions.update(torch=torch.__version__, xlstm=xlstm.__version__)
-    return versions
-
-
-def _device():
-    d = jax.devices()[0]
-    return {"platform": d.platform, "device_kind": d.device_kind, "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "host": platform.node()}
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seq_lens = (256, 1024, 4096, 16384)
+    c.batch = 1
+    c.heads = 4
+    c.head_dim = 64
+    c.chunk_size = 64
+    c.repeats = 5
+    c.max_parallel_len = 4096  # skip the S^2 parallel form above this S
+    c.max_torch_recurrent_len = 4096  # skip the official Python-loop recurrent form above this S (minutes per call)
+    c.name = "ops_cpu"  # result file name (without .json)
+    return c
 
 
-def _write_atomic(path, payload):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seq-lens", type=int, nargs="+", default=[256, 1024, 4096, 16384])
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--head-dim", type=int, default=64)
-    parser.add_argument("--chunk-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--max-parallel-len", type=int, default=4096, help="skip the S^2 parallel form above this S")
-    parser.add_argument("--max-torch-recurrent-len", type=int, default=4096,
-                        help="skip the official Python-loop recurrent form above this S (minutes per call)")
-    parser.add_argument("--out", default=RESULTS)
-    args = parser.parse_args(argv)
-
+def bench(c, workdir):
     try:
         import torch  # noqa: F401
         import xlstm  # noqa: F401
@@ -168,21 +143,21 @@ def main(argv=None):
 
     impls = [("jax", bench_jax)] + ([("torch", bench_torch)] if with_torch else [])
     rows = []
-    for S in args.seq_lens:
-        data, cot = _inputs(S, args.batch, args.heads, args.head_dim)
+    for S in c.seq_lens:
+        data, cot = _inputs(S, c.batch, c.heads, c.head_dim)
         for form in ("parallel", "chunkwise", "recurrent"):
             for impl, bench in impls:
                 skip = None
-                if form == "parallel" and S > args.max_parallel_len:
-                    skip = f"S > {args.max_parallel_len} (S^2 memory)"
-                if impl == "torch" and form == "recurrent" and S > args.max_torch_recurrent_len:
-                    skip = f"S > {args.max_torch_recurrent_len} (Python loop)"
-                if impl == "torch" and form == "chunkwise" and S % args.chunk_size:
+                if form == "parallel" and S > c.max_parallel_len:
+                    skip = f"S > {c.max_parallel_len} (S^2 memory)"
+                if impl == "torch" and form == "recurrent" and S > c.max_torch_recurrent_len:
+                    skip = f"S > {c.max_torch_recurrent_len} (Python loop)"
+                if impl == "torch" and form == "chunkwise" and S % c.chunk_size:
                     skip = "S % chunk_size != 0"
                 row = {"impl": impl, "form": form, "S": S, "fwd_ms": None, "fwd_bwd_ms": None, "skipped": skip}
                 if skip is None:
-                    repeats = 1 if form == "recurrent" and impl == "torch" else args.repeats
-                    row["fwd_ms"], row["fwd_bwd_ms"] = bench(form, data, cot, args.chunk_size, repeats)
+                    repeats = 1 if form == "recurrent" and impl == "torch" else c.repeats
+                    row["fwd_ms"], row["fwd_bwd_ms"] = bench(form, data, cot, c.chunk_size, repeats)
                 rows.append(row)
                 fmt = lambda x: "-" if x is None else f"{x:10.2f}"  # noqa: E731
                 print(f"S={S:6d} {impl:5s} {form:9s} fwd {fmt(row['fwd_ms'])} ms   fwd+bwd {fmt(row['fwd_bwd_ms'])} ms"
@@ -192,7 +167,7 @@ def main(argv=None):
     header = "| S | form | " + " | ".join(f"{impl} fwd ms | {impl} fwd+bwd ms" for impl, _ in impls) + " |"
     print(header)
     print("|" + "---|" * (2 + 2 * len(impls)))
-    for S in args.seq_lens:
+    for S in c.seq_lens:
         for form in ("parallel", "chunkwise", "recurrent"):
             cells = []
             for impl, _ in impls:
@@ -204,16 +179,16 @@ def main(argv=None):
     payload = {
         "benchmark": "ops_cpu",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": _device(),
-        "versions": _versions(with_torch),
-        "config": {"batch": args.batch, "heads": args.heads, "dhqk": args.head_dim, "dhv": args.head_dim,
-                   "chunk_size": args.chunk_size, "dtype": "float32", "repeats": args.repeats,
+        "device": device_info(),
+        "versions": versions(*(("torch", "xlstm") if with_torch else ())),
+        "config": {"batch": c.batch, "heads": c.heads, "dhqk": c.head_dim, "dhv": c.head_dim,
+                   "chunk_size": c.chunk_size, "dtype": "float32", "repeats": c.repeats,
                    "statistic": "median wall time after one warm-up call", "command": " ".join(sys.argv)},
         "results": rows,
     }
-    _write_atomic(args.out, payload)
-    print(f"\nwrote {args.out}")
+    out = write_json(Path(workdir) / f"{c.name}.json", payload)
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    cli(bench, get_config)

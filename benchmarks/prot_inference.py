@@ -10,22 +10,19 @@ state against recomputing the prefix.
 Real data: the BLAT_ECOLX ColabFold homologs shipped in the package. Random weights (throughput does
 not depend on them). Timings exclude compilation (one warm-up call per shape).
 
-    python benchmarks/prot_inference.py [--models small,prot_xlstm_26m] [--context_tokens 4000]
+    python benchmarks/prot_inference.py [--config.models=small,prot_xlstm_26m] [--config.context_tokens=4000]
 
-Writes ``benchmarks/results/prot_inference_<device>.json``.
+Writes ``prot_inference_<device>.json`` to the workdir (default ``benchmarks/results``).
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import os
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+from common import cli, save_results
 
 from bioxlstm_jax import presets
 from bioxlstm_jax.assets import asset_path
@@ -36,7 +33,6 @@ from bioxlstm_jax.inference import generate
 from bioxlstm_jax.inference.protein import context_prompt
 from bioxlstm_jax.nn import XLSTMLM
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 MODELS = {"small": dict(embedding_dim=128, num_blocks=2, chunk_size=64), "prot_xlstm_26m": {}}
 
 
@@ -56,8 +52,8 @@ def bench_model(name, context_tokens, positions, naive_positions, new_tokens):
     context = pg.sample_context(msa, wt, seed=0, max_tokens=context_tokens)
     n_ctx = sum(len(p) + 1 for p in context)
     pos = list(range(positions))
-    pg.single_site_scores(model, params, context, pos[:8], batch_size=8)  # compile
-    t_cached, _ = _timed(lambda: pg.single_site_scores(model, params, context, pos, batch_size=8))
+    pg.single_site_scores(model, params, context, pos[:8], batch_size=8, progress=False)  # compile
+    t_cached, _ = _timed(lambda: pg.single_site_scores(model, params, context, pos, batch_size=8, progress=False))
     pg.naive_single_site_scores(model, params, context, [0])  # compile (one shape for all positions)
     t_naive, _ = _timed(lambda: pg.naive_single_site_scores(model, params, context, pos[:naive_positions]))
     fitness = {"context_tokens": n_ctx, "positions_cached": positions, "positions_naive": naive_positions,
@@ -88,39 +84,30 @@ def bench_model(name, context_tokens, positions, naive_positions, new_tokens):
             "generation": generation}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="small,prot_xlstm_26m")
-    ap.add_argument("--context_tokens", type=int, default=4000)
-    ap.add_argument("--positions", type=int, default=64)
-    ap.add_argument("--naive_positions", type=int, default=4)
-    ap.add_argument("--new_tokens", type=int, default=16)
-    args = ap.parse_args()
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.models = "small,prot_xlstm_26m"
+    c.context_tokens = 4000
+    c.positions = 64
+    c.naive_positions = 4
+    c.new_tokens = 16
+    return c
+
+
+def bench(c, workdir):
     results = []
     print(f"{'model':16} {'params':>9} {'ctx tok':>8} | {'fitness mut/s cached':>20} {'naive':>8} {'x':>6} | "
           f"{'gen tok/s recurrent':>19} {'re-encode':>9} {'x':>6}")
-    for name in args.models.split(","):
-        r = bench_model(name, args.context_tokens, args.positions, args.naive_positions, args.new_tokens)
+    for name in c.models.split(","):
+        r = bench_model(name, c.context_tokens, c.positions, c.naive_positions, c.new_tokens)
         results.append(r)
         f, g = r["fitness"], r["generation"]
         print(f"{name:16} {r['params']:>9,} {f['context_tokens']:>8} | {f['cached_mutants_per_s']:>20.1f} "
               f"{f['naive_mutants_per_s']:>8.2f} {f['speedup']:>6.1f} | {g['recurrent_tokens_per_s']:>19.1f} "
               f"{g['reencode_tokens_per_s']:>9.2f} {g['speedup']:>6.1f}", flush=True)
-    dev = jax.devices()[0]
-    name = "cpu" if dev.platform == "cpu" else dev.device_kind.replace(" ", "_").lower()
-    import flax
-
-    payload = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "device": {"platform": dev.platform, "device_kind": dev.device_kind, "cpu_count": os.cpu_count(),
-                          "cpu": platform.processor() or platform.machine()},
-               "versions": {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__},
-               "args": vars(args), "results": results}
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    out = os.path.join(RESULTS_DIR, f"prot_inference_{name}.json")
-    with open(out, "w") as f:
-        json.dump(payload, f, indent=2)
+    out = save_results(workdir, "prot_inference", {"config": c.to_dict(), "results": results}, extra_versions=())
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    cli(bench, get_config)

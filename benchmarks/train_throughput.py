@@ -1,44 +1,53 @@
 """Training-step throughput and peak memory: our JAX trainer next to the official PyTorch ``xlstm``.
 
-Usage (from the repository root)::
+Usage::
 
     python benchmarks/train_throughput.py                 # CPU defaults below, ~5 minutes on 2 cores
-    python benchmarks/train_throughput.py --cases chem_xlstm_15m:32x100 --steps 5
+    python benchmarks/train_throughput.py --config.cases=chem_xlstm_15m:32x100 --config.steps=5
 
 Each case ``preset:BxS`` runs in its own subprocess per implementation (so memory figures do not mix):
 * ``jax``: ``bioxlstm_jax.training.make_train_step`` (causal LM loss, clipping, AdamW update) jitted,
-  the preset as users run it (its backend, chunk size capped at S);
+  the preset as users run it (its mLSTM form, chunk size capped at S);
 * ``torch``: the official ``xlstm.xLSTMLMModel`` with the same sizes (embedding, blocks, heads,
   projection factors, conv kernel, sLSTM blocks with the vanilla backend on CPU), cross-entropy,
   ``clip_grad_norm_`` and ``torch.optim.AdamW``. It has no RoPE: Prot-xLSTM's RoPE costs O(S D).
-Reported: median step time over ``--steps`` after 2 warm-up steps, tokens/s = B x S / time, and peak
+Reported: median step time over ``config.steps`` after 2 warm-up steps, tokens/s = B x S / time, and peak
 memory: on GPU the allocator's peak (``memory_stats`` / ``max_memory_allocated``). On CPU (no
 allocator statistics) two different measures, so compare them with care: for JAX, XLA's buffer plan
 of the compiled step (temp + arguments + outputs - donated aliases: params, optimizer state,
 activations); for torch, the largest growth of the process RSS over all steps, from before the first
 (gradients, optimizer state, activations; the weights themselves are excluded). float32 on CPU,
-bf16 compute on GPU (``--dtype``). Writes ``benchmarks/results/train_throughput_<device>.json``.
+bf16 compute on GPU (``config.dtype``). Writes ``train_throughput_<device>.json`` to the workdir
+(default ``benchmarks/results``).
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 
+import ml_collections
 import numpy as np
+from common import cli, run_worker, save_results
+from ml_collections.config_dict import placeholder
 
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-CPU_CASES = ["dna_xlstm_500k:8x256", "chem_xlstm_15m:32x100", "prot_xlstm_26m:2x1024"]
-GPU_CASES = ["dna_xlstm_500k:64x1024", "dna_xlstm_4m:8x8192", "chem_xlstm_15m:256x100", "prot_xlstm_26m:8x8192",
-             "prot_xlstm_102m:4x8192"]
+CPU_CASES = "dna_xlstm_500k:8x256,chem_xlstm_15m:32x100,prot_xlstm_26m:2x1024"
+GPU_CASES = "dna_xlstm_500k:64x1024,dna_xlstm_4m:8x8192,chem_xlstm_15m:256x100,prot_xlstm_26m:8x8192,prot_xlstm_102m:4x8192"
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.cases = placeholder(str)  # comma-separated preset:BxS (unset: CPU_CASES or GPU_CASES by device)
+    c.steps = 5  # timed steps (median) after 2 warm-up steps
+    c.dtype = placeholder(str)  # unset: float32 on CPU, bfloat16 on GPU
+    c.impls = "jax,torch"
+    c.form = placeholder(str)  # override the presets' mLSTM form (parallel, chunkwise)
+    c.chunk_size = placeholder(int)  # override the presets' chunk size
+    c.remat = "none"  # JAX: XLSTMConfig.remat
+    c.worker = placeholder(str)  # internal: jax | torch, one case in this process
+    return c
 
 
 def _rss_bytes() -> int:
@@ -72,7 +81,7 @@ def _timed(step, n):
     return statistics.median(times), peak[0]
 
 
-def worker_jax(preset, B, S, steps, dtype, backend=None, chunk_size=None, remat=False):
+def worker_jax(preset, B, S, steps, dtype, form=None, chunk_size=None, remat="none"):
     import jax
     import jax.numpy as jnp
 
@@ -84,7 +93,7 @@ def worker_jax(preset, B, S, steps, dtype, backend=None, chunk_size=None, remat=
 
     cfg = presets.get(preset)
     cfg = cfg.replace(context_length=max(S, cfg.context_length), chunk_size=min(chunk_size or cfg.chunk_size, S), dtype=dtype,
-                      backend=backend or cfg.backend, remat=remat)
+                      form=form or cfg.form, remat=remat)
     model = XLSTMLM(cfg)
     task = causal_lm_task(model, None)
     opt_cfg = base_config().optimizer
@@ -106,13 +115,20 @@ def worker_jax(preset, B, S, steps, dtype, backend=None, chunk_size=None, remat=
     dev = jax.devices()[0]
     stats = dev.memory_stats() if dev.platform == "gpu" else None
     peak = stats["peak_bytes_in_use"] if stats else planned
-    return {"seconds_per_step": t, "peak_memory_bytes": int(peak), "params": int(n_params), "backend": cfg.backend,
+    return {"seconds_per_step": t, "peak_memory_bytes": int(peak), "params": int(n_params), "form": cfg.form,
             "chunk_size": cfg.chunk_size}
 
 
 def _official_model(preset, S):
-    from xlstm import (FeedForwardConfig, mLSTMBlockConfig, mLSTMLayerConfig, sLSTMBlockConfig, sLSTMLayerConfig,
-                       xLSTMLMModel, xLSTMLMModelConfig)
+    from xlstm import (
+        FeedForwardConfig,
+        mLSTMBlockConfig,
+        mLSTMLayerConfig,
+        sLSTMBlockConfig,
+        sLSTMLayerConfig,
+        xLSTMLMModel,
+        xLSTMLMModelConfig,
+    )
 
     from bioxlstm_jax import presets
 
@@ -161,94 +177,40 @@ def worker_torch(preset, B, S, steps, dtype):
     return {"seconds_per_step": t, "peak_memory_bytes": int(peak), "params": int(n_params)}
 
 
-def _run_worker(impl, case, steps, dtype, backend, chunk_size, timeout=None, remat=False):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--cases", case, "--steps", str(steps),
-           "--dtype", dtype] + (["--backend", backend] if backend else []) + (
-           ["--chunk-size", str(chunk_size)] if chunk_size else []) + (["--remat"] if remat else [])
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    if p.returncode < 0:
-        return {"error": f"killed by signal {-p.returncode} (out of memory?)"}
-    if p.returncode:
-        return {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"}
-    return json.loads(p.stdout.strip().splitlines()[-1])
+def _run_worker(impl, case, steps, dtype, form=None, chunk_size=None, timeout=None, remat="none"):
+    return run_worker("train_throughput.py", timeout, worker=impl, cases=case, steps=steps, dtype=dtype, form=form,
+                      chunk_size=chunk_size, remat=remat)
 
 
-def _versions():
-    import flax
-    import jax
-
-    v = {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__}
-    try:
-        import torch
-        import xlstm
-
-        v.update(torch=torch.__version__, xlstm=xlstm.__version__)
-    except ImportError:
-        pass
-    return v
-
-
-def save_results(basename: str, dev, fields: dict) -> str:
-    """Writes ``results/<basename>_<device>.json`` (atomically) with the date, device, versions and
-    ``fields``; returns its path."""
-    gpu = dev.platform == "gpu"
-    name = dev.device_kind.lower().replace(" ", "_") if gpu else "cpu"
-    out = os.path.join(RESULTS_DIR, f"{basename}_{name}.json")
-    payload = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-               "device": {"platform": dev.platform, "device_kind": dev.device_kind, "cpu_count": os.cpu_count(),
-                          "cpu": platform.processor() or platform.machine()},
-               "versions": _versions(), **fields}
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=RESULTS_DIR, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, out)
-    return out
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", default=None, help="preset:BxS (default: by device)")
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (GPU default)")
-    parser.add_argument("--impls", nargs="+", default=["jax", "torch"])
-    parser.add_argument("--backend", default=None, help="override the presets' mLSTM backend (parallel, chunkwise)")
-    parser.add_argument("--chunk-size", type=int, default=None, help="override the presets' chunk size")
-    parser.add_argument("--remat", action="store_true", help="JAX: rematerialise each block in the backward pass")
-    parser.add_argument("--worker", choices=["jax", "torch"], help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-
-    if args.worker:
-        preset, shape = args.cases[0].split(":")
+def bench(c, workdir):
+    if c.worker:
+        preset, shape = c.cases.split(":")
         B, S = map(int, shape.split("x"))
-        if args.worker == "jax":
-            print(json.dumps(worker_jax(preset, B, S, args.steps, args.dtype, args.backend, args.chunk_size, args.remat)))
+        if c.worker == "jax":
+            print(json.dumps(worker_jax(preset, B, S, c.steps, c.dtype, c.form, c.chunk_size, c.remat)))
         else:
-            print(json.dumps(worker_torch(preset, B, S, args.steps, args.dtype)))
+            print(json.dumps(worker_torch(preset, B, S, c.steps, c.dtype)))
         return
 
     import jax
 
     dev = jax.devices()[0]
     gpu = dev.platform == "gpu"
-    dtype = args.dtype or ("bfloat16" if gpu else "float32")
-    cases = args.cases or (GPU_CASES if gpu else CPU_CASES)
+    dtype = c.dtype or ("bfloat16" if gpu else "float32")
+    cases = (c.cases or (GPU_CASES if gpu else CPU_CASES)).split(",")
     rows = []
     for case in cases:
         preset, shape = case.split(":")
         B, S = map(int, shape.split("x"))
-        for impl in args.impls:
-            r = {"impl": impl, "preset": preset, "B": B, "S": S, **_run_worker(impl, case, args.steps, dtype, args.backend, args.chunk_size)}
+        for impl in c.impls.split(","):
+            r = {"impl": impl, "preset": preset, "B": B, "S": S,
+                 **_run_worker(impl, case, c.steps, dtype, c.form, c.chunk_size, remat=c.remat)}
             if "seconds_per_step" in r:
                 r["tokens_per_s"] = B * S / r["seconds_per_step"]
             rows.append(r)
             print(json.dumps(r), flush=True)
 
-    print(f"\n{dev.device_kind}, {dtype}, median of {args.steps} steps\n")
+    print(f"\n{dev.device_kind}, {dtype}, median of {c.steps} steps\n")
     print("| preset | B x S | impl | params | ms/step | tokens/s | peak memory MiB | speed-up vs torch |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -261,9 +223,9 @@ def main(argv=None):
         print(f"| {r['preset']} | {r['B']}x{r['S']} | {r['impl']} | {r['params'] / 1e6:.2f}M | "
               f"{1e3 * r['seconds_per_step']:.1f} | {r['tokens_per_s']:.0f} | {r['peak_memory_bytes'] / 2**20:.0f} | "
               f"{speed} |")
-    out = save_results("train_throughput", dev, {"dtype": dtype, "steps": args.steps, "rows": rows})
+    out = save_results(workdir, "train_throughput", {"dtype": dtype, "steps": c.steps, "rows": rows})
     print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    cli(bench, get_config)

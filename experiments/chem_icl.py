@@ -19,7 +19,7 @@ After training, per held-out domain (``icl_results.json`` in the workdir, and a 
   and as many from the other held-out domains (negatives) are scored by mean log-likelihood; ROC-AUC.
   (The reference ranks FS-Mol assay actives this way; FS-Mol is not available offline.)
 
-The reference ICST run: ``--config.preset=chem_xlstm_15m --config.backend=chunkwise
+The reference ICST run: ``--config.preset=chem_xlstm_15m --config.form=chunkwise
 --config.context_length=2048 --config.batch_size=32 --config.optimizer.lr=1e-3
 --config.optimizer.warmup_steps=400 --config.domains=<train+valid domains file>``.
 """
@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = base_config()
     c.preset = placeholder(str)  # unset: the small model of `small_model`; chem_xlstm_15m
     c.small_model = ml_collections.ConfigDict(dict(embedding_dim=128, num_blocks=2, mlstm_num_heads=4))
-    c.backend = "chunkwise"
+    c.form = "chunkwise"  # mLSTM form: chunkwise | parallel
     c.chunk_size = 64
     c.dtype = "float32"
     c.domains = placeholder(str)  # file of domains, one per line (unset: the shipped ICST validation domains)

@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = base_config()
     c.preset = placeholder(str)  # unset: the small model of `small_model`; chem_xlstm_15m
     c.small_model = ml_collections.ConfigDict(dict(embedding_dim=128, num_blocks=2, mlstm_num_heads=4))
-    c.backend = placeholder(str)  # unset: the preset's (parallel); chunkwise
+    c.form = placeholder(str)  # mLSTM form (unset: the preset's, parallel); chunkwise
     c.dtype = "float32"  # compute dtype (bfloat16 on GPU)
     c.train = placeholder(str)  # SMILES file (unset: the shipped ChEMBL mini_train)
     c.valid = placeholder(str)  # unset: the shipped first 5,000 ChEMBL valid molecules

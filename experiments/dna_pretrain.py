@@ -46,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
                                                     chunk_size=64))
     c.rc = "aug"
     c.bidirectional = placeholder(str)  # unset: "sum" for MLM (DNA-xLSTM's pretraining script), "none" for CLM
-    c.backend = placeholder(str)  # unset: the preset's (chunkwise); parallel
+    c.form = placeholder(str)  # mLSTM form (unset: the preset's, chunkwise); parallel
     c.dtype = "float32"  # compute dtype (bfloat16 on GPU)
     c.fasta = placeholder(str)  # unset: the shipped hg38 chr2 fragment
     c.bed = placeholder(str)  # optional BED (chrom, start, end, split): DNA-xLSTM's windows and splits

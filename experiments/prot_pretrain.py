@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.preset = placeholder(str)  # unset: the small model of `small_model`; prot_xlstm_26m | prot_xlstm_102m
     c.small_model = ml_collections.ConfigDict(dict(embedding_dim=128, num_blocks=2))
     c.chunk_size = 64  # mLSTM chunk (0 = the preset's)
-    c.backend = "chunkwise"
+    c.form = "chunkwise"  # mLSTM form: chunkwise | parallel
     c.dtype = "float32"  # compute dtype (bfloat16 on GPU)
     c.remat = "none"  # none | block | block_save_dots (XLSTMConfig.remat; block for long contexts)
     c.data_dir = placeholder(str)  # unset: the shipped clusters; else an OpenProteinSet tree or a folder of MSA files

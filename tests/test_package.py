@@ -18,7 +18,7 @@ def test_eight_host_devices():
 
 def test_public_ops_api():
     assert set(bioxlstm_jax.ops.__all__) == {
-        "CHUNKWISE_BACKENDS", "MLSTMState", "mlstm_chunkwise", "mlstm_parallel", "mlstm_recurrent", "mlstm_step",
+        "CHUNKWISE_KERNELS", "MLSTMState", "mlstm_chunkwise", "mlstm_parallel", "mlstm_recurrent", "mlstm_step",
         "SLSTMState", "slstm_scan", "slstm_step",
     }
 

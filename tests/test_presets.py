@@ -31,7 +31,7 @@ def test_parameter_counts(name, expected, rtol):
 
 def test_names_and_errors():
     assert set(presets.names()) == {c[0] for c in COUNTS}
-    assert presets.get("prot_xlstm_26m", backend="parallel").backend == "parallel"
+    assert presets.get("prot_xlstm_26m", form="parallel").form == "parallel"
     with pytest.raises(ValueError, match="unknown preset"):
         presets.get("prot_xlstm_1b")
     with pytest.raises(TypeError):

@@ -19,7 +19,7 @@ from bioxlstm_jax.convert.torch_weights import (
     params_from_state_dict,
 )
 from bioxlstm_jax.nn.config import XLSTMConfig
-from bioxlstm_jax.nn.model import XLSTMLM
+from bioxlstm_jax.nn.lm import XLSTMLM
 
 __all__ = ["read_official_checkpoint", "convert_checkpoint", "save_converted", "load_converted"]
 

@@ -254,7 +254,7 @@ def config_from_dna_xlstm(model_config: Mapping[str, Any]) -> XLSTMConfig:
         bidirectional=bidir,
         rcps=bool(c.get("rcps", False)),
         complement_map=cm,
-        backend="parallel" if bidir == "native" else "chunkwise",
+        form="parallel" if bidir == "native" else "chunkwise",
         chunk_size=int(c.get("m_chunk_size", 64)),
     )
 
@@ -277,11 +277,11 @@ def config_from_chem_xlstm(init_arguments: Mapping[str, Any], n_heads: int) -> X
 def from_torch_xlstm(torch_model, **config_changes):
     """An official ``xlstm.xLSTMLMModel`` -> ``(XLSTMLM, params)`` with the same logits.
 
-    ``config_changes`` override compute options of the converted config (``backend``, ``dtype``, ...).
+    ``config_changes`` override compute options of the converted config (``form``, ``dtype``, ...).
     """
     import dataclasses
 
-    from bioxlstm_jax.nn.model import XLSTMLM
+    from bioxlstm_jax.nn.lm import XLSTMLM
 
     tcfg = dataclasses.asdict(torch_model.config)
     cfg = config_from_xlstm(tcfg).replace(**config_changes)

@@ -2,33 +2,29 @@
 
 Vocabulary (DNA-xLSTM / Caduceus ``CaduceusTokenizer``): ``[CLS]`` 0, ``[SEP]`` 1, ``[BOS]`` 2,
 ``[MASK]`` 3, ``[PAD]`` 4, ``[RESERVED]`` 5, ``[UNK]`` 6, A 7, C 8, G 9, T 10, N 11; the complement map
-swaps A/T and C/G and keeps the rest (``bioxlstm_jax.nn.DNA_COMPLEMENT_MAP``).
+swaps A/T and C/G and keeps the rest (``COMPLEMENT``, also the ``complement_map`` of the DNA presets).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 
-from bioxlstm_jax.data.formats import read_fasta
-from bioxlstm_jax.nn.config import DNA_COMPLEMENT_MAP
+from bioxlstm_jax.data.formats import read_genome_records
 
 __all__ = ["VOCAB", "CLS", "SEP", "BOS", "MASK", "PAD", "UNK", "BASE_IDS", "COMPLEMENT", "encode", "decode",
-           "reverse_complement", "read_genome", "read_genome_records", "Genome", "GenomeWindows",
-           "genome_windows", "read_bed", "bed_windows", "mlm_mask", "GENOME_ALPHABET",
-           "read_labeled_sequences", "OBJECTIVES", "lm_example"]
+           "reverse_complement", "rc_augment", "read_genome", "Genome", "GenomeWindows", "genome_windows", "read_bed",
+           "bed_windows", "mlm_mask", "read_labeled_sequences", "OBJECTIVES", "lm_example"]
 
 OBJECTIVES = ("mlm", "clm")
 
 VOCAB = ("[CLS]", "[SEP]", "[BOS]", "[MASK]", "[PAD]", "[RESERVED]", "[UNK]", "A", "C", "G", "T", "N")
 CLS, SEP, BOS, MASK, PAD, RESERVED, UNK = range(7)
 BASE_IDS = {"A": 7, "C": 8, "G": 9, "T": 10, "N": 11}
-COMPLEMENT = np.asarray(DNA_COMPLEMENT_MAP, np.int32)
-# Genome FASTA letters: bases in either case (lower case = soft-masked repeats) and IUPAC ambiguity
-# codes, which become N.
-GENOME_ALPHABET = "ACGTNacgtnRYKMSWBDHVryjkmswbdhv"
+COMPLEMENT = (0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11)  # token id -> id of its complement
+_COMPLEMENT = np.asarray(COMPLEMENT, np.int32)
 
 _TABLE = np.full(256, UNK, np.int32)
 for _base, _id in BASE_IDS.items():
@@ -52,23 +48,16 @@ def decode(ids: Iterable[int]) -> str:
 
 def reverse_complement(ids: np.ndarray, axis: int = -1) -> np.ndarray:
     """Reverse complement of id arrays along ``axis`` (specials stay themselves)."""
-    return np.flip(COMPLEMENT[np.asarray(ids)], axis=axis)
+    return np.flip(_COMPLEMENT[np.asarray(ids)], axis=axis)
 
 
-def read_genome_records(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
-    """``(chromosome, sequence)`` of a genome FASTA in file order (plain, gzip or bgzip; soft-masked
-    lower case and N runs kept as they are). The chromosome name is the header's first word. Raises
-    ``ValueError("<file>:<line>: ...")`` on a character outside ``GENOME_ALPHABET`` or text before the
-    first header, and ``ValueError`` on an empty record or a repeated chromosome name."""
-    seen = set()
-    for header, seq in read_fasta(path, alphabet=GENOME_ALPHABET):
-        name = header.split()[0] if header.split() else ""
-        if not name:
-            raise ValueError(f"{path}: a FASTA header has no name")
-        if name in seen:
-            raise ValueError(f"{path}: chromosome {name!r} appears twice")
-        seen.add(name)
-        yield name, seq
+def rc_augment(rng: np.random.Generator, ids: np.ndarray, *aligned: np.ndarray, p: float = 0.5) -> tuple:
+    """RC augmentation of one example: with probability ``p``, ``ids`` (L,) reverse-complemented and each
+    ``aligned`` per-position array (e.g. a padding mask) reversed; else all unchanged. Returns
+    ``(ids, *aligned)``. One ``rng.random()`` draw per call."""
+    if rng.random() < p:
+        return (reverse_complement(ids), *(np.ascontiguousarray(a[::-1]) for a in aligned))
+    return (ids, *aligned)
 
 
 def read_genome(path: str | os.PathLike) -> dict[str, str]:
@@ -291,8 +280,8 @@ def lm_example(sequence: str, rng: np.random.Generator, *, objective: str, rc_au
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     ids = encode(sequence)
-    if rc_aug and rng.random() < 0.5:
-        ids = reverse_complement(ids)
+    if rc_aug:
+        ids, = rc_augment(rng, ids)
     if objective == "clm":
         return {"tokens": np.append(ids, np.int32(SEP)).astype(np.int32)}
     inputs, targets, loss_mask = mlm_mask(ids, rng, mlm_probability)

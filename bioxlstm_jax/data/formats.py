@@ -7,7 +7,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["open_text", "read_fasta", "read_lines", "read_msa", "msa_format", "MSA_FORMATS"]
+__all__ = ["open_text", "read_fasta", "read_genome_records", "GENOME_ALPHABET", "read_lines", "read_msa",
+           "msa_format", "MSA_FORMATS"]
+
+# Genome FASTA letters: bases in either case (lower case = soft-masked repeats) and IUPAC ambiguity
+# codes (which DNA-xLSTM's tokenizer reads as N).
+GENOME_ALPHABET = "ACGTNacgtnRYKMSWBDHVryjkmswbdhv"
 
 
 def open_text(path: str | os.PathLike):
@@ -51,6 +56,22 @@ def read_fasta(path: str | os.PathLike, alphabet: str | None = None) -> Iterator
     if not parts:
         raise ValueError(f"{path}:{header_line}: record {header!r} has an empty sequence (truncated file?)")
     yield header, "".join(parts)
+
+
+def read_genome_records(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """``(chromosome, sequence)`` of a genome FASTA in file order (plain, gzip or bgzip; soft-masked
+    lower case and N runs kept as they are). The chromosome name is the header's first word. Raises
+    ``ValueError("<file>:<line>: ...")`` on a character outside ``GENOME_ALPHABET`` or text before the
+    first header, and ``ValueError`` on an empty record or a repeated chromosome name."""
+    seen = set()
+    for header, seq in read_fasta(path, alphabet=GENOME_ALPHABET):
+        name = header.split()[0] if header.split() else ""
+        if not name:
+            raise ValueError(f"{path}: a FASTA header has no name")
+        if name in seen:
+            raise ValueError(f"{path}: chromosome {name!r} appears twice")
+        seen.add(name)
+        yield name, seq
 
 
 def read_lines(path: str | os.PathLike) -> Iterator[tuple[str, str]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from bioxlstm_jax.data.formats import open_text, read_fasta, read_lines, read_msa
+from bioxlstm_jax.data.formats import open_text, read_fasta, read_genome_records, read_lines, read_msa
 from bioxlstm_jax.data.protein import clean_sequence
 from bioxlstm_jax.data.smiles import read_smiles
 from bioxlstm_jax.io import dataset_dir
@@ -191,8 +191,6 @@ class GenomeBlocks(tfds.core.GeneratorBasedBuilder):
         return {"genome": self._generate_examples()}
 
     def _generate_examples(self):
-        from bioxlstm_jax.data.dna import read_genome_records
-
         n = 0
         for chrom, seq in read_genome_records(self._fasta):
             for offset in range(0, len(seq), GENOME_BLOCK):

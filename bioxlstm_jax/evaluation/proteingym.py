@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from bioxlstm_jax.data.formats import open_text
 from bioxlstm_jax.data.protein import AA_IDS, AMINO_ACIDS, EOS, MASK_IDS, clean_sequence, encode
 from bioxlstm_jax.io import pad_rows
-from bioxlstm_jax.nn.model import XLSTMLM, _forward_with_state, prefill
+from bioxlstm_jax.nn import XLSTMLM, forward_with_state, prefill
 
 __all__ = [
     "Mutation", "parse_mutant", "read_dms", "wild_type_from_reference", "wild_type_from_mutants", "match_columns",
@@ -197,10 +198,11 @@ def _aa_log_probs(logits):
 
 
 def single_site_scores(model: XLSTMLM, params, context: Sequence[str], positions: Sequence[int] | None = None,
-                       *, batch_size: int = 32, segment_length: int = 4096, progress=None) -> np.ndarray:
+                       *, batch_size: int = 32, segment_length: int = 4096, progress: bool = True) -> np.ndarray:
     """(L, 20) effects ``log P(aa) - log P(wt)`` (columns in ``AMINO_ACIDS`` order) for every wild-type
     position (``context[-1]`` is the wild type), or NaN rows for positions not in ``positions``.
-    The context is prefilled once; the queries run in batches from that state."""
+    The context is prefilled once; the queries run in batches from that state. ``progress``: a
+    progress bar over the positions."""
     wt = context[-1]
     tokens, pos = _context_tokens(context)
     _, state = prefill(model, params, jnp.asarray(tokens[None]), jnp.asarray(pos[None]),
@@ -208,17 +210,18 @@ def single_site_scores(model: XLSTMLM, params, context: Sequence[str], positions
     positions = list(range(len(wt))) if positions is None else sorted(set(positions))
     out = np.full((len(wt), 20), np.nan, np.float32)
     batch_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch_size, *x.shape[1:])), state)
+    bar = tqdm(total=len(positions), desc="score", unit="position", disable=not progress)
     for s in range(0, len(positions), batch_size):
         chunk = positions[s:s + batch_size]
         q, qp = _queries(wt, chunk)
         n = len(chunk)
         q, qp = pad_rows(q, batch_size), pad_rows(qp, batch_size)  # one compiled shape
-        logits, _ = _forward_with_state(model, params, jnp.asarray(q), jnp.asarray(qp), batch_state)
+        logits, _ = forward_with_state(model, params, jnp.asarray(q), jnp.asarray(qp), batch_state)
         lp = np.asarray(_aa_log_probs(logits[:n, -1]))
         for r, p in enumerate(chunk):
             out[p] = lp[r] - lp[r, AMINO_ACIDS.index(wt[p])]
-        if progress is not None:
-            progress(n)
+        bar.update(n)
+    bar.close()
     return out
 
 

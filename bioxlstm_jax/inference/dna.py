@@ -23,11 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from bioxlstm_jax.data.dna import BASE_IDS, GENOME_ALPHABET, MASK, PAD, encode
-from bioxlstm_jax.data.formats import open_text, read_fasta
+from bioxlstm_jax.data.dna import BASE_IDS, MASK, PAD, encode
+from bioxlstm_jax.data.formats import GENOME_ALPHABET, open_text, read_fasta
 from bioxlstm_jax.inference.generate import log_probs
 from bioxlstm_jax.io import atomic_path, fixed_batches, pad_rows
-from bioxlstm_jax.nn.model import XLSTMLM
+from bioxlstm_jax.nn import XLSTMLM
 
 __all__ = ["embed", "write_embeddings", "Variant", "read_variants", "variant_scores"]
 
@@ -147,7 +147,7 @@ def read_variants(path: str | os.PathLike) -> list[Variant]:
 
 
 def variant_scores(model: XLSTMLM, params, genome, variants: Sequence[Variant], *, window: int = 1024,
-                   objective: str = "mlm", batch_size: int = 16, progress: bool = False) -> np.ndarray:
+                   objective: str = "mlm", batch_size: int = 16, progress: bool = True) -> np.ndarray:
     """Log-likelihood ratios (alt vs ref) of ``variants`` (N,) float64 in windows of ``window`` bp
     centred on each variant (shifted to stay inside the chromosome).
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bioxlstm_jax.nn.model import XLSTMLM, prefill
+from bioxlstm_jax.nn import XLSTMLM, prefill
 
 __all__ = ["sample_logits", "generate", "log_probs"]
 

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from bioxlstm_jax.nn import XLSTMLM
 from bioxlstm_jax.nn.config import XLSTMConfig
-from bioxlstm_jax.nn.model import XLSTMLM
 from bioxlstm_jax.training.checkpoints import read_params
 
 __all__ = ["load_lm"]

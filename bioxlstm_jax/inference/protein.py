@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from bioxlstm_jax.data.protein import CLS, EOS, MASK_IDS, VOCAB, apply_fim, encode, reorder_fim
 from bioxlstm_jax.inference.generate import generate
-from bioxlstm_jax.nn.model import XLSTMLM
+from bioxlstm_jax.nn import XLSTMLM
 
 __all__ = ["context_prompt", "inpainting_prompt", "generate_proteins"]
 
@@ -59,16 +60,18 @@ def _protein_text(ids: Sequence[int]) -> tuple[str, bool]:
 def generate_proteins(model: XLSTMLM, params, prompt: np.ndarray, positions: np.ndarray, *, num_samples: int,
                       rng: jax.Array, max_new_tokens: int = 1000, temperature: float = 1.0, top_k: int = 10,
                       top_p: float = 1.0, token_positions: np.ndarray | None = None, batch_size: int = 16,
-                      segment_length: int = 4096, progress=None) -> list[dict]:
+                      segment_length: int = 4096, progress: bool = True) -> list[dict]:
     """Samples ``num_samples`` proteins after ``prompt`` (from ``context_prompt`` or
     ``inpainting_prompt``) in batches. Returns per sample: ``sequence`` (natural order, spans
     spliced in), ``log_likelihood`` (sum of the model's log-probabilities of the generated tokens,
     the closing ``<cls>`` included), ``n_tokens``, ``perplexity`` = exp(-ll / n_tokens), ``complete``
-    (it ended with ``<cls>`` within ``max_new_tokens``) and ``valid`` (only residue letters)."""
+    (it ended with ``<cls>`` within ``max_new_tokens``) and ``valid`` (only residue letters). ``progress``:
+    a progress bar over the samples."""
     prompt, positions = np.asarray(prompt, np.int32), np.asarray(positions, np.int32)
     tail_start = int(np.flatnonzero(prompt == CLS)[-1])
     tail = prompt[tail_start + 1:]  # the part of the protein being written that the prompt holds
     out = []
+    bar = tqdm(total=num_samples, desc="generate", unit="protein", disable=not progress)
     for k, start in enumerate(range(0, num_samples, batch_size)):
         res = generate(model, params, np.broadcast_to(prompt, (batch_size, len(prompt))),
                        np.broadcast_to(positions, (batch_size, len(positions))), max_new_tokens=max_new_tokens,
@@ -83,6 +86,6 @@ def generate_proteins(model: XLSTMLM, params, prompt: np.ndarray, positions: np.
             ll = float(res["log_likelihood"][b])
             out.append({"sequence": text, "log_likelihood": ll, "n_tokens": n,
                         "perplexity": float(np.exp(-ll / max(n, 1))), "complete": complete, "valid": valid})
-        if progress is not None:
-            progress(min(batch_size, num_samples - start))
+        bar.update(min(batch_size, num_samples - start))
+    bar.close()
     return out

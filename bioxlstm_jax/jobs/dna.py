@@ -56,7 +56,7 @@ def dna_variants(c: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
     model, params = load_lm(c.ckpt)
     obj = pretraining_objective(c.ckpt, model) if c.objective == "auto" else c.objective
     scores = variant_scores(model, params, Genome(c.genome, c.tfds_dir), rows, window=c.window, objective=obj,
-                            batch_size=c.batch_size, progress=True)
+                            batch_size=c.batch_size)
     extra = list(rows[0].fields)
     lines = ["\t".join(["chrom", "pos", "ref", "alt", *extra, "llr"])]
     lines += ["\t".join([v.chrom, str(v.pos), v.ref, v.alt, *(v.fields[k] for k in extra), f"{s:.6g}"])

@@ -21,7 +21,7 @@ import numpy as np
 
 from bioxlstm_jax import presets
 from bioxlstm_jax.data import array_batches
-from bioxlstm_jax.data.dna import PAD, encode, read_labeled_sequences, reverse_complement
+from bioxlstm_jax.data.dna import PAD, encode, rc_augment, read_labeled_sequences
 from bioxlstm_jax.evaluation.metrics import classification_metrics, summarize_seeds
 from bioxlstm_jax.io import atomic_path, fixed_batches, pad_rows, write_json
 from bioxlstm_jax.jobs.cli import require
@@ -120,9 +120,8 @@ def finetune_seed(c, seed: int, workdir) -> dict:
         raise ValueError("config.rc=ph/aug needs a model with a complement map")
 
     def rc_aug(row, rng):
-        if rng.random() < 0.5:
-            row = {**row, "tokens": reverse_complement(row["tokens"]), "padding_mask": row["padding_mask"][::-1].copy()}
-        return row
+        tokens, mask = rc_augment(rng, row["tokens"], row["padding_mask"])
+        return {**row, "tokens": tokens, "padding_mask": mask}
 
     def arrays(split):
         tokens, mask = data[split]

@@ -46,8 +46,6 @@ def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:
     state; multi-mutants add single effects). Writes ``workdir/<dms name>_predictions.csv`` (the DMS
     rows plus ``predicted_score``) and, with ``c.plot``, a scatter plot ``<dms name>_predictions.png``.
     Returns ``{"spearman", "auc" (or None), "predictions": path}``."""
-    from tqdm.auto import tqdm
-
     from bioxlstm_jax.data.formats import read_msa
     from bioxlstm_jax.evaluation import proteingym as pg
     from bioxlstm_jax.evaluation.metrics import roc_auc, spearman
@@ -72,12 +70,11 @@ def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:
     positions = sorted({m.pos for muts in mutations for m in muts})
     model, params = load_lm(c.ckpt)
     effects = []
-    with tqdm(total=c.replicates * len(positions), desc="score", unit="position") as bar:
-        for seed in range(c.replicates):
-            context = pg.sample_context(msa, wt, start=offset, seed=seed, max_tokens=c.max_context_tokens,
-                                        max_sequences=c.max_context_sequences, weights=weights)
-            effects.append(pg.single_site_scores(model, params, context, positions, batch_size=c.batch_size,
-                                                 segment_length=c.segment_length, progress=bar.update))
+    for seed in range(c.replicates):  # a progress bar per replicate
+        context = pg.sample_context(msa, wt, start=offset, seed=seed, max_tokens=c.max_context_tokens,
+                                    max_sequences=c.max_context_sequences, weights=weights)
+        effects.append(pg.single_site_scores(model, params, context, positions, batch_size=c.batch_size,
+                                             segment_length=c.segment_length))
     effect = np.mean(effects, 0)
     if c.retrieval_alpha:
         retrieval = pg.independent_site_scores(msa, wt, start=offset, weights=weights)

@@ -33,7 +33,6 @@ def prot_generate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     ``c.spans`` of ``c.target_seq``); writes ``workdir/generated.fasta`` (each header: log-likelihood,
     perplexity, token count, complete, valid) and returns the samples."""
     import jax
-    from tqdm.auto import tqdm
 
     from bioxlstm_jax.data.formats import read_msa
     from bioxlstm_jax.data.protein import clean_sequence
@@ -54,12 +53,11 @@ def prot_generate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
         prompt, positions, token_positions = inpainting_prompt(context, c.target_seq.upper(), spans)
     else:
         prompt, positions = context_prompt(context)
-    with tqdm(total=c.num_samples, desc="generate", unit="protein") as bar:
-        samples = generate_proteins(model, params, prompt, positions, num_samples=c.num_samples,
-                                    rng=jax.random.PRNGKey(c.seed), max_new_tokens=c.max_new_tokens,
-                                    temperature=c.temperature, top_k=c.top_k, top_p=c.top_p,
-                                    token_positions=token_positions, batch_size=c.batch_size,
-                                    segment_length=c.segment_length, progress=bar.update)
+    samples = generate_proteins(model, params, prompt, positions, num_samples=c.num_samples,
+                                rng=jax.random.PRNGKey(c.seed), max_new_tokens=c.max_new_tokens,
+                                temperature=c.temperature, top_k=c.top_k, top_p=c.top_p,
+                                token_positions=token_positions, batch_size=c.batch_size,
+                                segment_length=c.segment_length)
     out = Path(workdir) / "generated.fasta"
     atomic_write(out, "".join(
         f">sample_{i} log_likelihood={s['log_likelihood']:.4f} perplexity={s['perplexity']:.4f} "

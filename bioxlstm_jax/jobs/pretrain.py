@@ -27,7 +27,7 @@ CHEM_EVAL_SPLITS = ("valid", "test")
 # --------------------------------------------------------------------------------------------- protein
 
 def prot_model_config(c: Config) -> XLSTMConfig:
-    changes = dict(context_length=c.context_length, backend=c.backend, dtype=c.dtype, remat=c.remat)
+    changes = dict(context_length=c.context_length, form=c.form, dtype=c.dtype, remat=c.remat)
     if c.chunk_size:
         changes["chunk_size"] = c.chunk_size
     if not c.preset:
@@ -92,8 +92,8 @@ def dna_model_config(c: Config) -> XLSTMConfig:
                          "(RCPS reads the reverse strand, i.e. the future)")
     changes = dict(context_length=c.context_length + (c.objective == "clm"), dtype=c.dtype,
                    bidirectional=bidirectional, rcps=c.rc == "ps")
-    if c.backend or bidirectional == "native":
-        changes["backend"] = c.backend or "parallel"
+    if c.form or bidirectional == "native":
+        changes["form"] = c.form or "parallel"
     if not c.preset:
         changes.update(c.small_model.to_dict())
     return presets.get(c.preset or "dna_xlstm_4m", **changes)
@@ -143,8 +143,8 @@ def chem_model_config(c: Config, vocab_size: int) -> XLSTMConfig:
     preset = presets.get(c.preset or "chem_xlstm_15m")
     changes = dict(context_length=c.context_length, dtype=c.dtype,
                    vocab_size=max(vocab_size, preset.vocab_size) if c.preset else vocab_size)
-    if c.backend:
-        changes["backend"] = c.backend
+    if c.form:
+        changes["form"] = c.form
     if c.get("chunk_size"):
         changes["chunk_size"] = c.chunk_size
     if not c.preset:

@@ -1,26 +1,19 @@
 """Flax Linen modules of xLSTM, built only from ``bioxlstm_jax.ops``.
 
-The public models are ``XLSTMLM`` (causal or masked LM) and ``XLSTMClassifier``, configured by the
-frozen ``XLSTMConfig`` (named configs in ``bioxlstm_jax.presets``).
+The public models are ``XLSTMLM`` (causal or masked LM) and ``XLSTMClassifier`` (``nn.lm``) over the
+block stack ``XLSTMBackbone`` (``nn.backbone``), configured by the frozen ``XLSTMConfig`` (named configs
+in ``bioxlstm_jax.presets``); recurrent state and prompt prefill are in ``nn.state``.
 """
 
+from bioxlstm_jax.nn.backbone import XLSTMBackbone, XLSTMBlock, reverse_complement
 from bioxlstm_jax.nn.components import DepthwiseConv1d, LayerNorm, LinearHeadwiseExpand, MultiHeadLayerNorm
-from bioxlstm_jax.nn.config import DNA_COMPLEMENT_MAP, XLSTMConfig
+from bioxlstm_jax.nn.config import XLSTMConfig
 from bioxlstm_jax.nn.layers import GatedFeedForward, MLSTMLayer, SLSTMLayer
-from bioxlstm_jax.nn.model import (
-    XLSTMLM,
-    XLSTMBackbone,
-    XLSTMBlock,
-    XLSTMClassifier,
-    prefill,
-    rc_augment,
-    reverse_complement,
-    zero_state,
-)
+from bioxlstm_jax.nn.lm import XLSTMLM, XLSTMClassifier
 from bioxlstm_jax.nn.rope import apply_rope, rope_angles
+from bioxlstm_jax.nn.state import forward_with_state, prefill, zero_state
 
 __all__ = [
-    "DNA_COMPLEMENT_MAP",
     "DepthwiseConv1d",
     "GatedFeedForward",
     "LayerNorm",
@@ -34,8 +27,8 @@ __all__ = [
     "XLSTMConfig",
     "XLSTMLM",
     "apply_rope",
+    "forward_with_state",
     "prefill",
-    "rc_augment",
     "reverse_complement",
     "rope_angles",
     "zero_state",

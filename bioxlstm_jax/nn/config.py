@@ -5,17 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from bioxlstm_jax.ops.mlstm import CHUNKWISE_BACKENDS
+from bioxlstm_jax.ops.mlstm import CHUNKWISE_KERNELS
 
-__all__ = ["XLSTMConfig", "DNA_COMPLEMENT_MAP"]
+__all__ = ["XLSTMConfig"]
 
-# DNA-xLSTM's 12-token vocabulary ([CLS] [SEP] [BOS] [MASK] [PAD] [RESERVED] [UNK] A C G T N):
-# specials map to themselves, A<->T, C<->G, N->N.
-DNA_COMPLEMENT_MAP = (0, 1, 2, 3, 4, 5, 6, 10, 9, 8, 7, 11)
 
 ROPE_MODES = ("none", "inner", "head")
 BIDIRECTIONAL_MODES = ("none", "sum", "alternating", "native")
-BACKENDS = ("parallel", "chunkwise")
+FORMS = ("parallel", "chunkwise")
 DTYPES = ("float32", "bfloat16", "float16")
 SLSTM_BIAS_INITS = ("powerlaw_blockdependent", "small_init", "zeros")
 REMAT_POLICIES = ("none", "block", "block_save_dots")
@@ -56,14 +53,14 @@ class XLSTMConfig:
       complement_map: token id -> id of its complement (an involution).
       add_post_blocks_norm: LayerNorm after the last block.
       tie_weights: LM head = token embedding transposed (off in all three references).
-      backend: mLSTM form for full sequences: ``"chunkwise"`` (linear memory, state in/out) or
+      form: mLSTM form for full sequences: ``"chunkwise"`` (linear memory, state in/out) or
         ``"parallel"`` (quadratic; the only form of ``bidirectional="native"``).
       chunk_size: chunk length of the chunkwise form.
-      kernel: ``bioxlstm_jax.ops.mlstm_chunkwise`` backend: ``"auto"`` (Pallas kernels on GPU, else XLA),
+      kernel: the ``kernel`` of ``bioxlstm_jax.ops.mlstm_chunkwise`` (chunkwise form): ``"auto"`` (Pallas kernels on GPU, else XLA),
         ``"pallas"`` or ``"xla"``.
       eps: mLSTM normalizer epsilon.
       dtype: activation dtype; parameters and cell states are always float32.
-      remat: what the backward pass recomputes (``bioxlstm_jax.nn.model`` module docstring):
+      remat: what the backward pass recomputes (``bioxlstm_jax.nn.backbone`` module docstring):
         ``"none"`` (autodiff saves what it needs), ``"block"`` (only each block's input is saved; the
         block runs again in the backward pass) or ``"block_save_dots"`` (as ``"block"``, but the
         outputs of the blocks' dense projections are saved too). ``True`` / ``False`` (configs of older
@@ -100,7 +97,7 @@ class XLSTMConfig:
     complement_map: tuple[int, ...] | None = None
     add_post_blocks_norm: bool = True
     tie_weights: bool = False
-    backend: str = "chunkwise"
+    form: str = "chunkwise"
     chunk_size: int = 64
     kernel: str = "auto"
     eps: float = 1e-6
@@ -117,8 +114,8 @@ class XLSTMConfig:
         for name, value, allowed in [
             ("rope", self.rope, ROPE_MODES),
             ("bidirectional", self.bidirectional, BIDIRECTIONAL_MODES),
-            ("backend", self.backend, BACKENDS),
-            ("kernel", self.kernel, CHUNKWISE_BACKENDS),
+            ("form", self.form, FORMS),
+            ("kernel", self.kernel, CHUNKWISE_KERNELS),
             ("dtype", self.dtype, DTYPES),
             ("slstm_bias_init", self.slstm_bias_init, SLSTM_BIAS_INITS),
             ("remat", self.remat, REMAT_POLICIES),
@@ -149,8 +146,8 @@ class XLSTMConfig:
                 raise ValueError(f"embedding_dim {self.embedding_dim} must be divisible by slstm_num_heads")
             if self.ffn_dim < 1:
                 raise ValueError(f"feed-forward dim {self.ffn_dim} must be positive")
-        if self.bidirectional == "native" and self.backend != "parallel":
-            raise ValueError("bidirectional='native' needs backend='parallel' (the chunkwise form is causal)")
+        if self.bidirectional == "native" and self.form != "parallel":
+            raise ValueError("bidirectional='native' needs form='parallel' (the chunkwise form is causal)")
         if self.rcps:
             cm = self.complement_map
             if cm is None or len(cm) != self.vocab_size or sorted(cm) != list(range(self.vocab_size)):

@@ -115,7 +115,7 @@ class MLSTMLayer(nn.Module):
 
         cell_state = None if state is None else state["mlstm"]
         new_cell_state = None
-        if cell_state is None and not self.return_state and resets is None and cfg.backend == "parallel":
+        if cell_state is None and not self.return_state and resets is None and cfg.form == "parallel":
             h = ops.mlstm_parallel(q, k, v, i_pre, f_pre, eps=cfg.eps, causal=cfg.bidirectional != "native")
         elif S == 1 and cell_state is not None and resets is None:
             h, new_cell_state = ops.mlstm_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], i_pre[..., 0], f_pre[..., 0],
@@ -124,7 +124,7 @@ class MLSTMLayer(nn.Module):
         else:
             h, new_cell_state = ops.mlstm_chunkwise(
                 q, k, v, i_pre, f_pre, chunk_size=cfg.chunk_size, initial_state=cell_state,
-                return_last_state=True, resets=resets, eps=cfg.eps, backend=cfg.kernel,
+                return_last_state=True, resets=resets, eps=cfg.eps, kernel=cfg.kernel,
             )
         h = MultiHeadLayerNorm(name="outnorm")(jnp.swapaxes(h, 1, 2)).reshape(B, S, I)
         skip = self.param("learnable_skip", nn.initializers.ones_init(), (I,), jnp.float32)

@@ -1,7 +1,7 @@
 """Pure-JAX xLSTM math: the single source of truth for every form of both cells."""
 
 from bioxlstm_jax.ops.mlstm import (
-    CHUNKWISE_BACKENDS,
+    CHUNKWISE_KERNELS,
     MLSTMState,
     mlstm_chunkwise,
     mlstm_parallel,
@@ -11,7 +11,7 @@ from bioxlstm_jax.ops.mlstm import (
 from bioxlstm_jax.ops.slstm import SLSTMState, slstm_scan, slstm_step
 
 __all__ = [
-    "CHUNKWISE_BACKENDS",
+    "CHUNKWISE_KERNELS",
     "MLSTMState",
     "mlstm_chunkwise",
     "mlstm_parallel",

@@ -32,13 +32,13 @@ __all__ = [
     "mlstm_recurrent",
     "mlstm_step",
     "mlstm_chunkwise",
-    "CHUNKWISE_BACKENDS",
+    "CHUNKWISE_KERNELS",
 ]
 
 _HIGHEST = lax.Precision.HIGHEST
 _einsum = functools.partial(jnp.einsum, precision=_HIGHEST)
 
-CHUNKWISE_BACKENDS = ("auto", "pallas", "xla")
+CHUNKWISE_KERNELS = ("auto", "pallas", "xla")
 
 
 class MLSTMState(NamedTuple):
@@ -397,7 +397,7 @@ def mlstm_chunkwise(
     return_last_state: bool = False,
     resets: jax.Array | None = None,
     eps: float = 1e-6,
-    backend: str = "auto",
+    kernel: str = "auto",
 ):
     """Chunkwise mLSTM: exact, memory linear in S, any S.
 
@@ -414,7 +414,7 @@ def mlstm_chunkwise(
         there on equal a fresh run on that document (exactly for ``eps = 0``; states may differ in
         their stabilizer ``m`` but represent the same memory).
       eps: added to the normalizer.
-      backend: ``"xla"`` (this implementation, the numerical reference), ``"pallas"`` (the kernels of
+      kernel: ``"xla"`` (this implementation, the numerical reference), ``"pallas"`` (the kernels of
         ``pallas_kernels.mlstm_chunkwise``; interpreted off GPU; errors propagate) or ``"auto"``: the
         kernels on GPU when they compile for these shapes, else XLA (one warning per distinct kernel
         failure). The kernels' gradient treats the normalizer and max-state as constants (exact
@@ -422,8 +422,8 @@ def mlstm_chunkwise(
     Returns:
       h: (B, NH, S, DHV) in the dtype of ``q``, or ``(h, MLSTMState)`` if ``return_last_state``.
     """
-    if backend not in CHUNKWISE_BACKENDS:
-        raise ValueError(f"backend must be one of {CHUNKWISE_BACKENDS}, got {backend!r}")
+    if kernel not in CHUNKWISE_KERNELS:
+        raise ValueError(f"kernel must be one of {CHUNKWISE_KERNELS}, got {kernel!r}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     B, NH, S, DHQK, DHV = _check_inputs(q, k, v, i, f)
@@ -434,8 +434,8 @@ def mlstm_chunkwise(
         resets = resets.astype(bool)
     if initial_state is not None:
         _check_state(initial_state, B, NH, DHQK, DHV)
-    use_kernel = backend == "pallas"
-    if backend == "auto" and _on_gpu():
+    use_kernel = kernel == "pallas"
+    if kernel == "auto" and _on_gpu():
         use_kernel = _kernel_compiles(
             jax.ShapeDtypeStruct(q.shape, q.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype),
             (jnp.dtype(i.dtype), jnp.dtype(f.dtype)), chunk_size, float(eps), initial_state is not None,

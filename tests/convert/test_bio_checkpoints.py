@@ -18,7 +18,8 @@ import torch
 
 from bioxlstm_jax.convert import load_converted, read_official_checkpoint
 from bioxlstm_jax.convert.__main__ import main as convert_main
-from bioxlstm_jax.nn import DNA_COMPLEMENT_MAP, XLSTMConfig
+from bioxlstm_jax.data.dna import COMPLEMENT
+from bioxlstm_jax.nn import XLSTMConfig
 from tests.convert.test_official_lm import S, official_model
 from tests.helpers import assert_close_scaled
 
@@ -100,13 +101,13 @@ def test_dna_xlstm_rcps_names_load_into_an_rcps_model(tmp_path):
                 k = k.replace(wrapped, wrapped + "submodule.", 1)
                 break
         sd["model.backbone." + k] = v
-    sd["model.backbone.token_embedding.complement_map"] = torch.tensor(DNA_COMPLEMENT_MAP)
+    sd["model.backbone.token_embedding.complement_map"] = torch.tensor(COMPLEMENT)
     torch.save({"state_dict": sd}, tmp_path / "last.ckpt")
     mc = dict(d_model=32, n_layer=2, vocab_size=12, m_num_heads=2, s_num_heads=2, s_lstm_at=[0, 1],
-              rcps=True, bidirectional=True, complement_map={str(i): c for i, c in enumerate(DNA_COMPLEMENT_MAP)})
+              rcps=True, bidirectional=True, complement_map={str(i): c for i, c in enumerate(COMPLEMENT)})
     (tmp_path / "model_config.json").write_text(json.dumps(mc))
     cfg, params, _ = read_official_checkpoint(tmp_path / "last.ckpt")
-    assert cfg.rcps and cfg.bidirectional == "sum" and cfg.complement_map == DNA_COMPLEMENT_MAP
+    assert cfg.rcps and cfg.bidirectional == "sum" and cfg.complement_map == COMPLEMENT
     np.testing.assert_array_equal(params["backbone"]["token_embedding"]["embedding"],
                                   model.token_embedding.weight.detach().numpy())
     # the converted checkpoint is a fine-tuning backbone (experiments.dna_finetune --config.ckpt, PS)
@@ -158,7 +159,7 @@ def test_cli_errors(tmp_path, capsys):
 
 
 def test_converted_config_round_trips():
-    cfg = XLSTMConfig(vocab_size=12, num_blocks=3, slstm_at=(0, 2), rcps=True, complement_map=DNA_COMPLEMENT_MAP)
+    cfg = XLSTMConfig(vocab_size=12, num_blocks=3, slstm_at=(0, 2), rcps=True, complement_map=COMPLEMENT)
     assert XLSTMConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError, match="unknown"):
         XLSTMConfig.from_dict({"vocab_size": 3, "d_model": 4})

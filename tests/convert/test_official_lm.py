@@ -55,18 +55,18 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("backend", ["parallel", "chunkwise"])
+@pytest.mark.parametrize("form", ["parallel", "chunkwise"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_logits_match_official(case, backend):
+def test_logits_match_official(case, form):
     model = official_model(0, **CASES[case])
     tokens = torch.randint(0, 21, (2, S), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = model(tokens).numpy()
-    module, params = from_torch_xlstm(model, backend=backend, chunk_size=8)
+    module, params = from_torch_xlstm(model, form=form, chunk_size=8)
     assert isinstance(module, XLSTMLM)
     actual = module.apply({"params": params}, tokens.numpy())
     assert actual.shape == (2, S, 21)
-    assert_close_scaled(actual, expected, 1e-5, f"{case}/{backend}")
+    assert_close_scaled(actual, expected, 1e-5, f"{case}/{form}")
 
 
 @pytest.mark.parametrize("case", ["mlstm", "mixed"])

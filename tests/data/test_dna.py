@@ -172,3 +172,14 @@ def test_lm_examples_clm_and_mlm(windows):
     assert sum(np.array_equal(f, dna.encode(seq)) for f in flips) + rc == 200 and 70 < rc < 130
     with pytest.raises(ValueError, match="objective"):
         dna.lm_example(seq, rng, objective="fim")
+
+
+def test_rc_augment_flips_about_half_the_examples_with_their_mask():
+    ids = dna.encode("ACGTTGCANNAC")
+    mask = np.arange(len(ids)) >= 3  # left padding
+    rng = np.random.default_rng(0)
+    outs = [dna.rc_augment(rng, ids, mask) for _ in range(200)]
+    is_rc = [np.array_equal(t, dna.reverse_complement(ids)) and np.array_equal(m, mask[::-1]) for t, m in outs]
+    is_same = [np.array_equal(t, ids) and np.array_equal(m, mask) for t, m in outs]
+    assert all(a or b for a, b in zip(is_rc, is_same)) and 70 < sum(is_rc) < 130
+    assert all(np.array_equal(dna.rc_augment(rng, ids, p=0.0)[0], ids) for _ in range(20))

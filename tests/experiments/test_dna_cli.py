@@ -174,9 +174,9 @@ def test_pretrain_model_configs_for_every_mode():
     assert cfg(objective="clm").causal and cfg(objective="clm").context_length == 1025  # window + [SEP]
     assert cfg(rc="ps").rcps and cfg(bidirectional="alternating").bidirectional == "alternating"
     native = cfg(bidirectional="native")
-    assert native.backend == "parallel"  # the native bidirectional mLSTM has no chunkwise form
+    assert native.form == "parallel"  # the native bidirectional mLSTM has no chunkwise form
     big = cfg(preset="dna_xlstm_4m", context_length=32768)
-    assert (big.embedding_dim, big.num_blocks, big.backend, big.context_length) == (256, 9, "chunkwise", 32768)
+    assert (big.embedding_dim, big.num_blocks, big.form, big.context_length) == (256, 9, "chunkwise", 32768)
     assert cfg(preset="dna_xlstm_500k", rc="ps").slstm_at == (0, 1, 2, 3, 4)
     for bad, match in (({"objective": "clm", "bidirectional": "sum"}, "must be causal"), ({"rc": "both"}, "config.rc"),
                        ({"objective": "fim"}, "objective")):

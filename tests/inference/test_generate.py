@@ -25,7 +25,7 @@ def lm():
 
 def greedy_by_full_forwards(model, params, prompt, positions, n, token_positions):
     """Greedy decoding by a full forward of the whole sequence per token (parallel form, jitted)."""
-    full = XLSTMLM(model.config.replace(backend="parallel"))
+    full = XLSTMLM(model.config.replace(form="parallel"))
     forward = jax.jit(lambda t, p: full.apply({"params": params}, t, p))
     toks, pos = list(prompt), list(positions)
     repeat = token_positions[toks[-1]] >= 0

@@ -46,7 +46,7 @@ def manual_mlstm_layer(p, x, positions, cfg):
 
 @pytest.mark.parametrize("rope", ["none", "inner", "head"])
 def test_mlstm_layer_order_of_operations(rope):
-    cfg = XLSTMConfig(vocab_size=5, embedding_dim=32, mlstm_num_heads=2, rope=rope, rope_base=50.0, backend="parallel")
+    cfg = XLSTMConfig(vocab_size=5, embedding_dim=32, mlstm_num_heads=2, rope=rope, rope_base=50.0, form="parallel")
     x = jax.random.normal(jax.random.key(0), (2, 12, 32))
     positions = jnp.broadcast_to(jnp.arange(12) * 3 + 1, (2, 12))
     layer = MLSTMLayer(cfg)

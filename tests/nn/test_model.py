@@ -10,8 +10,8 @@ import pytest
 import torch
 from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig
 
+from bioxlstm_jax.data.dna import COMPLEMENT
 from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig, apply_rope, prefill, rope_angles, zero_state
-from bioxlstm_jax.nn.config import DNA_COMPLEMENT_MAP
 from tests.helpers import assert_close_scaled
 
 V = 13
@@ -49,9 +49,9 @@ def test_state_passing_equals_one_pass(rope):
     assert_close_scaled(jnp.concatenate([a, b], 1), full, 1e-5, "split at 23")
 
 
-@pytest.mark.parametrize("backend", ["parallel", "chunkwise"])
-def test_prefill_then_steps_reproduce_full_forward(backend):
-    cfg = MIXED.replace(backend=backend)
+@pytest.mark.parametrize("form", ["parallel", "chunkwise"])
+def test_prefill_then_steps_reproduce_full_forward(form):
+    cfg = MIXED.replace(form=form)
     model, tokens = XLSTMLM(cfg), tokens_for(1, S=30)
     params = perturbed_params(model, tokens, seed=3)
     full = model.apply({"params": params}, tokens)
@@ -61,7 +61,7 @@ def test_prefill_then_steps_reproduce_full_forward(backend):
         pos = jnp.full((2,), t)
         out, state = model.apply({"params": params}, tokens[:, t], state, pos, method=XLSTMLM.step)
         outs.append(out[:, None])
-    assert_close_scaled(jnp.concatenate(outs, 1), full, 1e-5, backend)
+    assert_close_scaled(jnp.concatenate(outs, 1), full, 1e-5, form)
 
 
 def test_step_from_zero_state_equals_forward():
@@ -173,7 +173,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="bidirectional"):
         XLSTMConfig(vocab_size=4, bidirectional="both")
     with pytest.raises(ValueError, match="native"):
-        XLSTMConfig(vocab_size=4, bidirectional="native", backend="chunkwise")
+        XLSTMConfig(vocab_size=4, bidirectional="native", form="chunkwise")
     with pytest.raises(ValueError, match="complement_map"):
         XLSTMConfig(vocab_size=4, rcps=True)
     with pytest.raises(ValueError, match="slstm_at"):
@@ -193,7 +193,7 @@ def test_chunked_prefill_equals_one_pass():
     ("prot", dict(vocab_size=38, embedding_dim=64, num_blocks=3, rope="inner", chunk_size=16)),
     ("mixed", dict(vocab_size=12, embedding_dim=64, num_blocks=4, slstm_at=(1, 2), chunk_size=16)),
     ("sum_rcps", dict(vocab_size=12, embedding_dim=64, num_blocks=2, bidirectional="sum", rcps=True,
-                      complement_map=DNA_COMPLEMENT_MAP, rope="head", chunk_size=8)),
+                      complement_map=COMPLEMENT, rope="head", chunk_size=8)),
     ("alternating", dict(vocab_size=12, embedding_dim=64, num_blocks=3, bidirectional="alternating",
                          mlstm_conv_causal=False, chunk_size=8)),
 ])

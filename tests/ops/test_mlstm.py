@@ -271,12 +271,12 @@ def test_chunkwise_custom_vjp_through_state_passing():
         args = _to(jnp.float64, mlstm_inputs(82, S=150, DHQK=8, DHV=8))
 
         def split_loss(*a):
-            h1, s1 = mlstm_chunkwise(*(x[:, :, :70] for x in a), chunk_size=32, backend="xla", return_last_state=True)
-            h2 = mlstm_chunkwise(*(x[:, :, 70:] for x in a), chunk_size=32, backend="xla", initial_state=s1)
+            h1, s1 = mlstm_chunkwise(*(x[:, :, :70] for x in a), chunk_size=32, kernel="xla", return_last_state=True)
+            h2 = mlstm_chunkwise(*(x[:, :, 70:] for x in a), chunk_size=32, kernel="xla", initial_state=s1)
             return layernorm_loss(jnp.concatenate([h1, h2], axis=2))
 
         def full_loss(*a):
-            return layernorm_loss(mlstm_chunkwise(*a, chunk_size=32, backend="xla"))
+            return layernorm_loss(mlstm_chunkwise(*a, chunk_size=32, kernel="xla"))
 
         g_split = jax.grad(split_loss, argnums=range(5))(*args)
         g_full = jax.grad(full_loss, argnums=range(5))(*args)
@@ -360,8 +360,8 @@ def test_bad_shapes_raise(bad, match):
 
 def test_bad_options_raise():
     args = _to(jnp.float32, mlstm_inputs(0))
-    with pytest.raises(ValueError, match="backend must be one of"):
-        mlstm_chunkwise(*args, backend="cuda")
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        mlstm_chunkwise(*args, kernel="cuda")
     with pytest.raises(ValueError, match="chunk_size"):
         mlstm_chunkwise(*args, chunk_size=0)
     with pytest.raises(ValueError, match="resets must be"):
@@ -370,4 +370,4 @@ def test_bad_options_raise():
         mlstm_chunkwise(*args, initial_state=MLSTMState.zeros(2, 2, 16, 16))
     with pytest.raises(TypeError, match="floating point"):
         mlstm_parallel(*(x.astype(jnp.int32) for x in args))
-    assert mlstm_chunkwise(*args, backend="auto").shape == (2, 2, 64, 32)
+    assert mlstm_chunkwise(*args, kernel="auto").shape == (2, 2, 64, 32)

@@ -59,12 +59,12 @@ def _state(seed, DHQK, DHV, B=1, NH=2):
     return ops.MLSTMState(jnp.asarray(C) * 0.3, jnp.asarray(n) * 0.3, jnp.asarray(m))
 
 
-def _run(backend, chunk_size, with_state):
+def _run(kernel, chunk_size, with_state):
     """jitted (h, last state, grads of a per-head-LayerNorm loss w.r.t. q, k, v, i, f and C0)."""
 
     def forward(q, k, v, i, f, state):
         return ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=chunk_size, initial_state=state,
-                                   return_last_state=True, backend=backend)
+                                   return_last_state=True, kernel=kernel)
 
     def loss(q, k, v, i, f, C0, state):
         state = state._replace(C=C0) if with_state else None
@@ -120,9 +120,9 @@ def test_resets_match_xla():
     resets[1, 199] = True
     resets = jnp.asarray(resets)
 
-    def run(backend):
+    def run(kernel):
         def loss(q, k, v, i, f):
-            h = ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=64, resets=resets, backend=backend)
+            h = ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=64, resets=resets, kernel=kernel)
             return layernorm_loss(h, eps=1e-10), h
         return jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4), has_aux=True))(*args)
 
@@ -140,11 +140,11 @@ def test_state_passing_composes_exactly():
     args = _inputs(3, S, 32, 64, "normal", "float32")
     state = _state(4, 32, 64)
 
-    def split_loss(backend):
+    def split_loss(kernel):
         def loss(q, k, v, i, f, C0):
             run = lambda sl, st: ops.mlstm_chunkwise(  # noqa: E731
                 *(x[:, :, sl] for x in (q, k, v, i, f)), chunk_size=32, initial_state=st,
-                return_last_state=True, backend=backend)
+                return_last_state=True, kernel=kernel)
             h1, mid = run(slice(0, cut), state._replace(C=C0))
             h2, last = run(slice(cut, S), mid)
             return layernorm_loss(jnp.concatenate([h1, h2], axis=2), eps=1e-10), (h1, h2, last)
@@ -153,7 +153,7 @@ def test_state_passing_composes_exactly():
     g_ker, (h1, h2, last) = split_loss("pallas")
     g_ref, _ = split_loss("xla")
     h_full, last_full = ops.mlstm_chunkwise(*args, chunk_size=32, initial_state=state, return_last_state=True,
-                                            backend="pallas")
+                                            kernel="pallas")
     assert_close_scaled(jnp.concatenate([h1, h2], axis=2), h_full, 2e-5, "h split vs full")
     for name, a, b in zip("Cnm", last, last_full):
         assert_close_scaled(a, b, 2e-5, f"last {name}")
@@ -208,14 +208,14 @@ def test_bad_inputs_raise():
 def test_auto_uses_xla_off_gpu(monkeypatch):
     """On CPU, ``auto`` never touches the kernels."""
     def broken(*args, **kwargs):
-        raise AssertionError("the kernel must not run on CPU under backend='auto'")
+        raise AssertionError("the kernel must not run on CPU under kernel='auto'")
 
     monkeypatch.setattr(pallas_kernels, "mlstm_chunkwise", broken)
     args = _inputs(1, 40, 16, 16, "normal", "float32")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        h = ops.mlstm_chunkwise(*args, backend="auto")
-    np.testing.assert_array_equal(h, ops.mlstm_chunkwise(*args, backend="xla"))
+        h = ops.mlstm_chunkwise(*args, kernel="auto")
+    np.testing.assert_array_equal(h, ops.mlstm_chunkwise(*args, kernel="xla"))
 
 
 def test_auto_falls_back_to_xla_with_one_warning(monkeypatch):
@@ -226,14 +226,14 @@ def test_auto_falls_back_to_xla_with_one_warning(monkeypatch):
     ops_mlstm._kernel_compiles.cache_clear()
     ops_mlstm._FALLBACK_WARNED.clear()
     args = _inputs(2, 40, 16, 16, "normal", "float32")
-    expected = ops.mlstm_chunkwise(*args, chunk_size=16, backend="xla")
+    expected = ops.mlstm_chunkwise(*args, chunk_size=16, kernel="xla")
     with pytest.warns(RuntimeWarning, match="using the XLA chunkwise form") as record:
-        h = jax.jit(lambda *a: ops.mlstm_chunkwise(*a, chunk_size=16, backend="auto"))(*args)
-        h2 = ops.mlstm_chunkwise(*(x[:, :, :30] for x in args), chunk_size=16, backend="auto")
+        h = jax.jit(lambda *a: ops.mlstm_chunkwise(*a, chunk_size=16, kernel="auto"))(*args)
+        h2 = ops.mlstm_chunkwise(*(x[:, :, :30] for x in args), chunk_size=16, kernel="auto")
     assert len([w for w in record if "XLA chunkwise" in str(w.message)]) == 1
     np.testing.assert_array_equal(h, expected)
     np.testing.assert_array_equal(h2, ops.mlstm_chunkwise(*(x[:, :, :30] for x in args), chunk_size=16,
-                                                          backend="xla"))
+                                                          kernel="xla"))
     ops_mlstm._kernel_compiles.cache_clear()
 
 
@@ -278,9 +278,9 @@ def test_auto_picks_kernel_on_gpu(monkeypatch):
     args = _inputs(5, 512, 64, 128, "normal", "bfloat16")
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        h = ops.mlstm_chunkwise(*args, chunk_size=64, backend="auto")
-    assert calls, "backend='auto' did not use the kernel on GPU"
-    assert_close_scaled(h, ops.mlstm_chunkwise(*(x.astype(jnp.float32) for x in args), backend="xla"), 2e-2, "h")
+        h = ops.mlstm_chunkwise(*args, chunk_size=64, kernel="auto")
+    assert calls, "kernel='auto' did not use the kernel on GPU"
+    assert_close_scaled(h, ops.mlstm_chunkwise(*(x.astype(jnp.float32) for x in args), kernel="xla"), 2e-2, "h")
 
 
 def test_benchmark_script_runs_on_cpu(tmp_path):
@@ -291,10 +291,11 @@ def test_benchmark_script_runs_on_cpu(tmp_path):
     import sys
 
     root = pathlib.Path(__file__).resolve().parents[2]
-    out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, "benchmarks/mlstm_kernel.py", "--seq-lens", "128", "--tokens", "256",
-                    "--heads", "2", "--dhqk", "16", "--dhv", "32", "--dtype", "float32", "--chunk", "32",
-                    "--reps", "2", "--impls", "xla,pallas", "--out", str(out)], cwd=root, check=True, timeout=300)
+    out = tmp_path / "mlstm_kernel_cpu.json"
+    subprocess.run([sys.executable, "benchmarks/mlstm_kernel.py", "--config.seq_lens=128", "--config.tokens=256",
+                    "--config.heads=2", "--config.dhqk=16", "--config.dhv=32", "--config.dtype=float32",
+                    "--config.chunk=32", "--config.reps=2", "--config.impls=xla,pallas", f"--workdir={tmp_path}"],
+                   cwd=root, check=True, timeout=300)
     record = json.loads(out.read_text())
     assert record["device"] and record["versions"]["jax"] == jax.__version__ and record["date"]
     xla, pallas = record["results"]

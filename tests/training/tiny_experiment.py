@@ -12,9 +12,9 @@ import ml_collections
 import numpy as np
 
 from bioxlstm_jax.data import lm_batches
+from bioxlstm_jax.jobs import run
 from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig
 from bioxlstm_jax.training import base_config, causal_lm_task, train
-from bioxlstm_jax.jobs import run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make `tests` importable
 from tests.helpers import data_path  # noqa: E402
