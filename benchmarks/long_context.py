@@ -92,14 +92,12 @@ def worker(preset: str, S: int, remat: str, segment: int, steps: int) -> dict:
 
 
 def _plot(rows, path):
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: never touches the caller's backend
 
     from bioxlstm_jax.io import atomic_path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    a, b = fig.subplots(1, 2)
     series = sorted({(r["impl"], r["preset"], r["remat"]) for r in rows if "error" not in r})
     for impl, preset, remat in series:
         pts = sorted((r["S"], r) for r in rows if (r["impl"], r["preset"], r["remat"]) == (impl, preset, remat)

@@ -128,12 +128,10 @@ def properties(smiles: Sequence[str]) -> dict[str, np.ndarray]:
 
 def plot_properties(generated: dict, reference: dict, path) -> None:
     """Histograms of ``properties`` of generated vs reference molecules, one panel per property."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: never touches the caller's backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(PROPERTIES), figsize=(4 * len(PROPERTIES), 3.2))
+    fig = Figure(figsize=(4 * len(PROPERTIES), 3.2))
+    axes = fig.subplots(1, len(PROPERTIES))
     for ax, name in zip(axes, PROPERTIES):
         both = np.concatenate([generated[name], reference[name]])
         bins = np.linspace(both.min(), both.max(), 40) if len(both) else 10
@@ -145,7 +143,6 @@ def plot_properties(generated: dict, reference: dict, path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
-    plt.close(fig)
 
 
 def grid_image(smiles: Sequence[str], path, per_row: int = 6, max_molecules: int = 24) -> int:

@@ -175,12 +175,10 @@ def format_table(results: list[dict], summary: dict) -> str:
 
 def plot_curves(workdir, seeds, path) -> None:
     """Validation accuracy and training loss against step, one line per seed."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: never touches the caller's backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    axes = fig.subplots(1, 2)
     for seed in seeds:
         rows = [json.loads(x) for x in (Path(workdir) / f"seed_{seed}" / "metrics.jsonl").read_text().splitlines() if x]
         for ax, key in zip(axes, ("eval/accuracy", "train/loss")):
@@ -194,7 +192,6 @@ def plot_curves(workdir, seeds, path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
-    plt.close(fig)
 
 
 def dna_finetune(c: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -24,12 +24,10 @@ def _stem(path: str) -> str:
 
 
 def _scatter(path: Path, pred, truth, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: never touches the caller's backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.subplots()
     ax.scatter(truth, pred, s=6, alpha=0.5)
     ax.set_xlabel("DMS_score")
     ax.set_ylabel("predicted_score (log-ratio)")
@@ -37,7 +35,6 @@ def _scatter(path: Path, pred, truth, title: str) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
-    plt.close(fig)
 
 
 def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -70,16 +70,14 @@ def plot_curves(workdir: str | os.PathLike) -> Path | None:
     records = read_metrics(workdir / "metrics.jsonl")
     if not records:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: never touches the caller's backend
 
     def series(key):
         pts = [(r["step"], r[key]) for r in records if key in r and math.isfinite(r[key])]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5))
+    ax_loss, ax_lr = fig.subplots(1, 2)
     for key, style in (("train/loss", "-"), ("eval/loss", "o-")):
         x, y = series(key)
         if x:
@@ -93,5 +91,4 @@ def plot_curves(workdir: str | os.PathLike) -> Path | None:
     out = workdir / "curves.png"
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     return out
