@@ -7,7 +7,9 @@ augmentation) learns MLM on the shipped hg38 chr2:1-2,333,275 (soft-masked, read
 of 1,024 bp (the last 5 % of the windows are the validation split), in a few minutes on a 2-core CPU.
 The run directory holds ``config.json``, ``model.json``, ``metrics.jsonl``, ``curves.png``,
 ``tensorboard/``, ``checkpoints/`` and ``best/``; re-running resumes. ``eval/loss`` is the
-cross-entropy over the masked (MLM) or next (CLM) bases of the validation windows.
+cross-entropy over the masked (MLM) or next (CLM) bases of the validation windows. Measured with the
+defaults (2-core CPU, shared): 4 min 7 s, ``eval/loss`` 1.218 / 1.208 / 1.196 nats per masked base at
+steps 100 / 200 / 300 (uniform over 4 bases: 1.386).
 
 Options:
   --config.objective=mlm|clm      MLM: 15 % masked, 80/10/10 (``data.dna.mlm_mask``); CLM: next base.
