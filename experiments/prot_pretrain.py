@@ -8,6 +8,9 @@ rows; a few minutes on a 2-core CPU. Writes ``config.json``, ``model.json``, ``m
 ``curves.png``, ``tensorboard/``, ``checkpoints/`` and ``best/`` to the workdir; re-running resumes.
 Eval: perplexity on the held-out clusters overall (``eval/perplexity``), on FIM tokens
 (``eval/fim/perplexity``) and on the last complete protein of each row (``eval/last_seq/perplexity``).
+Measured with the defaults (2-core CPU, 2026-12-03): 7 min 10 s; ``eval/perplexity`` 19.9 / 20.1 /
+20.5 / 20.4 and ``eval/fim/perplexity`` 16.2 / 14.0 / 13.2 / 12.7 at steps 50 / 100 / 150 / 200 (20 amino
+acids: a uniform guess is 20, so 200 small steps learn the FIM spans from the context, not the family).
 
 The real run (the reference's settings):
 
