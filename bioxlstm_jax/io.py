@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +24,13 @@ __all__ = ["atomic_path", "atomic_write", "write_json", "fixed_batches", "pad_ro
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a new temporary path in ``path``'s folder (created if missing); on a clean exit it is
-    renamed onto ``path``, on an exception removed. The suffix is kept (``savefig`` and ``np.save``
-    read it)."""
+    """Yields a new temporary path (not yet a file) in ``path``'s folder (created if missing); on a
+    clean exit it is renamed onto ``path``, on an exception removed. The suffix is kept (``savefig``
+    and ``np.save`` read it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(tmp)
+    # a fresh name, created by the writer (so the file gets the umask's mode, not mkstemp's 0600)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -18,13 +19,16 @@ def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
     write_json(tmp_path / "r.json", {"a": [1, 2]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": [1, 2]}
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["out.txt", "r.json", "sub"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain open() makes it, not mkstemp's 0600
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path):
     path = tmp_path / "curves.png"
     path.write_text("old")
     with pytest.raises(RuntimeError), atomic_path(path) as tmp:
-        assert tmp.parent == tmp_path and tmp.suffix == ".png" and tmp != path
+        assert tmp.parent == tmp_path and tmp.suffix == ".png" and tmp != path and not tmp.exists()
         tmp.write_text("half")
         raise RuntimeError("killed mid-write")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["curves.png"]
