@@ -6,20 +6,25 @@
 * ``fixed_batches(n, batch_size)`` and ``pad_rows(x, batch_size)``: a ragged list cut into batches of
   one compiled shape (the last one padded by repeating its first row; callers keep ``[:n]``).
 * ``dataset_dir(given)``: where prepared datasets go, the one rule for every builder and job.
+* ``workdir_lock(workdir)``: one run per workdir at a time (``WorkdirInUse`` otherwise).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import fcntl
 import json
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_write", "write_json", "fixed_batches", "pad_rows", "dataset_dir"]
+__all__ = ["atomic_path", "atomic_write", "write_json", "fixed_batches", "pad_rows", "dataset_dir", "workdir_lock",
+           "WorkdirInUse"]
 
 
 @contextlib.contextmanager
@@ -79,3 +84,46 @@ def dataset_dir(given: str | os.PathLike | None = None) -> str:
     if given:
         return str(given)
     return os.environ.get("BIOXLSTM_DATA_DIR") or str(Path.home() / ".cache" / "bioxlstm_jax" / "tensorflow_datasets")
+
+
+class WorkdirInUse(OSError):
+    """Another process holds the workdir's lock."""
+
+
+_HELD: dict[str, tuple[int, int]] = {}  # resolved workdir -> (open lock file descriptor, depth)
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str | os.PathLike) -> Iterator[None]:
+    """Holds ``<workdir>/.lock`` for the block: an exclusive ``flock`` that the kernel releases when the
+    holder exits or is killed, so a crashed run never leaves a stale lock. The file records the
+    holder's pid, host and start time, named in the ``WorkdirInUse`` another run gets. Re-entrant
+    within one process; creates ``workdir``."""
+    key = str(Path(workdir).resolve())
+    if key in _HELD:
+        fd, depth = _HELD[key]
+        _HELD[key] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            fd, depth = _HELD[key]
+            _HELD[key] = (fd, depth - 1)
+        return
+    Path(key).mkdir(parents=True, exist_ok=True)
+    path = Path(key) / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise WorkdirInUse(f"{key}: in use by {holder}; wait for that run to end or use another --workdir") from None
+    os.ftruncate(fd, 0)
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+    _HELD[key] = (fd, 1)
+    try:
+        yield
+    finally:
+        fd, depth = _HELD.pop(key)
+        os.close(fd)  # releases the flock

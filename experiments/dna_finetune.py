@@ -38,6 +38,8 @@ from bioxlstm_jax.training import base_config
 
 def get_config() -> ml_collections.ConfigDict:
     c = base_config()
+    for key in ("steps", "eval_every", "eval_steps", "checkpoint_every", "best_metric", "best_mode"):
+        del c[key]  # set per seed from epochs, the data and config.monitor
     c.train = placeholder(str)  # training table (required)
     c.valid = placeholder(str)  # validation table (unset: split off the train table)
     c.test = placeholder(str)  # test table (required)

@@ -222,8 +222,9 @@ def read_labeled_sequences(path: str | os.PathLike, task: str | None = None) -> 
     Formats: GUE (``sequence,label`` CSV), Genomic Benchmarks (``seq<TAB>label``) and Nucleotide
     Transformer (``sequence, name, label, task``: ``task`` picks the rows of one task and is required
     when the column exists). The delimiter is a tab when the header has one, else a comma. Errors name
-    the file and line: a missing column, a label that is not an integer, an empty sequence, a character
-    outside A/C/G/T/N (either case).
+    the file and line: a missing column, a row with another number of fields than the header, a label
+    that is not a class index (an integer >= 0), an empty sequence, a character outside A/C/G/T/N
+    (either case).
     """
     import csv
 
@@ -245,6 +246,8 @@ def read_labeled_sequences(path: str | os.PathLike, task: str | None = None) -> 
         for lineno, row in enumerate(csv.reader(f, delimiter=delimiter), 2):
             if not row or not "".join(row).strip():
                 continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}:{lineno}: expected {len(header)} fields as the header, got {len(row)}")
             if task_col is not None:
                 tasks.add(row[task_col])
                 if row[task_col] != task:
@@ -255,11 +258,11 @@ def read_labeled_sequences(path: str | os.PathLike, task: str | None = None) -> 
             bad = set(seq) - allowed
             if bad:
                 raise ValueError(f"{path}:{lineno}: characters {''.join(sorted(bad))!r} are not bases (A, C, G, T, N)")
-            try:
-                labels.append(int(row[label_col]))
-            except (IndexError, ValueError):
-                raise ValueError(f"{path}:{lineno}: label must be an integer, got "
-                                 f"{row[label_col] if label_col < len(row) else ''!r}") from None
+            label = row[label_col].strip()
+            if not label.isdigit():
+                raise ValueError(f"{path}:{lineno}: expected a class index (an integer >= 0) as the label, got "
+                                 f"{label!r}")
+            labels.append(int(label))
             sequences.append(seq)
     if task_col is not None and task not in tasks:
         raise ValueError(f"{path}: no task {task!r}; tasks: {sorted(tasks)}")

@@ -4,23 +4,68 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["open_text", "read_fasta", "read_genome_records", "GENOME_ALPHABET", "read_lines", "read_msa",
-           "msa_format", "MSA_FORMATS"]
+__all__ = ["open_text", "TextFile", "read_fasta", "read_genome_records", "GENOME_ALPHABET", "read_lines", "read_msa",
+           "msa_format", "MSA_FORMATS", "RESIDUES"]
 
 # Genome FASTA letters: bases in either case (lower case = soft-masked repeats) and IUPAC ambiguity
 # codes (which DNA-xLSTM's tokenizer reads as N).
 GENOME_ALPHABET = "ACGTNacgtnRYKMSWBDHVryjkmswbdhv"
 
 
-def open_text(path: str | os.PathLike):
-    """Opens a text file, gunzipping when it starts with the gzip magic bytes."""
+def _what_went_wrong(e: BaseException) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text (byte 0x{e.object[e.start]:02x}; a binary file?)"
+    if isinstance(e, EOFError):
+        return "the gzip stream ends early (truncated file?)"
+    return f"corrupt gzip data ({e})"
+
+
+class TextFile:
+    """Lines of a text file (``open_text``): UTF-8 with a byte-order mark skipped, any newline
+    convention (CRLF included). A decoding, gzip or truncation error raises ``ValueError`` naming the
+    file and the line it happened on. Iterate it, or ``read()`` it whole; ``lineno`` is the last line read."""
+
+    def __init__(self, path: Path, raw):
+        self.path, self._raw, self.lineno = path, raw, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self._raw)
+        except (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise ValueError(f"{self.path}:{self.lineno + 1}: {_what_went_wrong(e)}") from None
+        self.lineno += 1
+        return line
+
+    def readline(self) -> str:
+        return next(self, "")
+
+    def read(self) -> str:
+        return "".join(self)
+
+
+def open_text(path: str | os.PathLike) -> TextFile:
+    """Opens a text file for reading (``TextFile``), gunzipping when it starts with the gzip magic bytes."""
     path = Path(path)
     with path.open("rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt") if gz else path.open("rt")
+    raw = gzip.open(path, "rt", encoding="utf-8-sig") if gz else path.open("rt", encoding="utf-8-sig")
+    return TextFile(path, raw)
 
 
 def read_fasta(path: str | os.PathLike, alphabet: str | None = None) -> Iterator[tuple[str, str]]:
@@ -87,8 +132,10 @@ def read_lines(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
 MSA_FORMATS = ("a3m", "a2m", "fasta", "stockholm")
 _MSA_SUFFIXES = {".a3m": "a3m", ".a2m": "a2m", ".fasta": "fasta", ".fa": "fasta", ".faa": "fasta", ".fas": "fasta",
                  ".afa": "fasta", ".sto": "stockholm", ".stk": "stockholm", ".stockholm": "stockholm"}
-# Alignment rows: residue letters (upper: match / lower: a3m insertion), gaps '-' and '.', '*' (stop).
-_MSA_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-.*")
+# Alignment rows: residue letters (upper: match / lower: a3m insertion), gaps '-' and '.', '*' (stop). The
+# letters are those of the protein vocabulary (every letter but J, which no Prot-xLSTM token reads).
+RESIDUES = "ACDEFGHIKLMNPQRSTVWYXBUZO"
+_MSA_CHARS = frozenset(RESIDUES + RESIDUES.lower() + "-.*")
 
 
 def msa_format(path: str | os.PathLike) -> str:
@@ -107,7 +154,7 @@ def _check_row(path, lineno, text):
     bad = set(text) - _MSA_CHARS
     if bad:
         raise ValueError(f"{path}:{lineno}: characters {''.join(sorted(bad))!r} are not allowed in an alignment "
-                         "row (expected letters, '-', '.' or '*')")
+                         f"row (expected residues {RESIDUES} in either case, '-', '.' or '*')")
 
 
 def _read_fasta_like(path, allow_comments: bool) -> list[tuple[str, str]]:
@@ -185,7 +232,7 @@ def read_msa(path: str | os.PathLike, fmt: str = "auto") -> list[tuple[str, str]
     Rows are returned as written: upper-case match columns, lower-case insertions (a3m / a2m), gaps
     '-' and '.'; ``protein.clean_sequence`` turns a row into the unaligned protein the way
     Prot-xLSTM does. The first record is the query. Raises ``ValueError("<file>:<line>: ...")`` on
-    a missing header, an empty sequence, characters other than letters / '-' / '.' / '*', ragged
+    a missing header, an empty sequence, characters other than ``RESIDUES`` / '-' / '.' / '*', ragged
     Stockholm rows or a Stockholm file without its closing '//'.
     """
     fmt = msa_format(path) if fmt == "auto" else fmt

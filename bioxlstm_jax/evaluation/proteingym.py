@@ -35,7 +35,7 @@ from bioxlstm_jax.nn import XLSTMLM, forward_with_state, prefill
 __all__ = [
     "Mutation", "parse_mutant", "read_dms", "wild_type_from_reference", "wild_type_from_mutants", "match_columns",
     "homology_weights", "sample_context", "single_site_scores", "naive_single_site_scores", "score_mutants",
-    "independent_site_scores",
+    "independent_site_scores", "check_query",
 ]
 
 
@@ -68,14 +68,19 @@ def parse_mutant(mutant: str, offset: int = 1, wild_type: str | None = None, whe
 
 def read_dms(path: str | os.PathLike) -> list[dict]:
     """Rows of a ProteinGym substitution file (``mutant``, ``mutated_sequence``, ``DMS_score``,
-    optional ``DMS_score_bin``); errors name the file and line."""
+    optional ``DMS_score_bin``); errors name the file and line (a missing column, a row with another
+    number of fields than the header, a score that is not a number, an empty mutant)."""
     with open_text(path) as f:
         reader = csv.DictReader(f)
         need = {"mutant", "DMS_score"}
         if reader.fieldnames is None or not need <= set(reader.fieldnames):
             raise ValueError(f"{path}:1: expected a header with columns {sorted(need)}, got {reader.fieldnames}")
         rows = []
-        for lineno, row in enumerate(reader, 2):
+        for row in reader:
+            lineno = f.lineno
+            if None in row or None in row.values():
+                raise ValueError(f"{path}:{lineno}: expected {len(reader.fieldnames)} fields as the header, got "
+                                 f"{len(reader.fieldnames) + len(row.get(None, ())) - list(row.values()).count(None)}")
             try:
                 row["DMS_score"] = float(row["DMS_score"])
             except (TypeError, ValueError):
@@ -92,32 +97,61 @@ def read_dms(path: str | os.PathLike) -> list[dict]:
 def wild_type_from_reference(reference_csv: str | os.PathLike, dms_id: str) -> tuple[str, int]:
     """``(wild type, offset)`` from ProteinGym's ``DMS_substitutions.csv`` row ``DMS_id``: the target
     sequence cropped to ``[MSA_start - 1, MSA_end)`` and ``MSA_start``."""
+    need = ("DMS_id", "target_seq", "MSA_start", "MSA_end")
     with open_text(reference_csv) as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        missing = [k for k in need if k not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{reference_csv}:1: expected columns {list(need)}, missing {missing}")
+        for row in reader:
             if row["DMS_id"] == dms_id:
-                start, end = int(row["MSA_start"]), int(row["MSA_end"])
+                try:
+                    start, end = int(row["MSA_start"]), int(row["MSA_end"])
+                except (TypeError, ValueError):
+                    start = end = 0
+                if not 1 <= start <= end <= len(row["target_seq"] or ""):
+                    raise ValueError(f"{reference_csv}:{f.lineno}: expected 1 <= MSA_start <= MSA_end <= the length "
+                                     f"of target_seq, got {row['MSA_start']!r}, {row['MSA_end']!r}")
                 return row["target_seq"][start - 1:end], start
     raise ValueError(f"{reference_csv}: no row with DMS_id {dms_id!r}")
 
 
-def wild_type_from_mutants(rows: Sequence[dict], offset: int = 1) -> str:
-    """Rebuild the wild type from ``mutated_sequence`` and ``mutant`` (undo each row's substitutions);
-    raises if rows disagree."""
-    wt = None
+def wild_type_from_mutants(rows: Sequence[dict], offset: int = 1, where: str = "") -> str:
+    """Rebuild the wild type from ``mutated_sequence`` and ``mutant`` (undo each row's substitutions).
+    Rows that disagree raise ``ValueError`` naming the first row (``where``: the file) that differs from
+    the wild type most rows imply."""
+    implied = []
     for row in rows:
+        line = f"{where}:{row.get('_line', '?')}"
         seq = list(row.get("mutated_sequence") or "")
         if not seq:
-            raise ValueError(f"line {row.get('_line', '?')}: no mutated_sequence to rebuild the wild type from")
-        for m in parse_mutant(row["mutant"], offset):
-            if seq[m.pos] != m.mt:
-                raise ValueError(f"line {row.get('_line', '?')}: mutated_sequence has {seq[m.pos]!r} at "
-                                 f"{m.pos + offset}, the mutant says {m.mt!r}")
+            raise ValueError(f"{line}: no mutated_sequence to rebuild the wild type from")
+        for m in parse_mutant(row["mutant"], offset, where=f"{line}: "):
+            if not 0 <= m.pos < len(seq) or seq[m.pos] != m.mt:
+                found = repr(seq[m.pos]) if 0 <= m.pos < len(seq) else "no residue"
+                raise ValueError(f"{line}: mutated_sequence has {found} at {m.pos + offset}, the mutant says {m.mt!r}")
             seq[m.pos] = m.wt
-        seq = "".join(seq)
-        if wt is not None and seq != wt:
-            raise ValueError(f"line {row.get('_line', '?')}: rows imply different wild types")
-        wt = seq
+        implied.append("".join(seq))
+    wt = max(set(implied), key=implied.count)
+    for row, seq in zip(rows, implied):
+        if seq != wt:
+            i = next((i for i, (a, b) in enumerate(zip(seq, wt)) if a != b), min(len(seq), len(wt)))
+            raise ValueError(f"{where}:{row.get('_line', '?')}: this row implies another wild type than the other "
+                             f"{implied.count(wt)} rows (residue {i + offset}: {seq[i:i + 1] or 'none'!r} here, "
+                             f"{wt[i:i + 1] or 'none'!r} there)")
     return wt
+
+
+def check_query(query: str, wild_type: str, offset: int, where: str) -> None:
+    """Raises ``ValueError`` unless ``query`` (the MSA's first row, its match columns from residue
+    ``offset`` on) is ``wild_type`` wherever it is not a gap: an MSA of another protein (or another
+    stretch of it) would give a Spearman that means nothing."""
+    diffs = [(i, q, w) for i, (q, w) in enumerate(zip(query.upper(), wild_type.upper())) if q not in "-." and q != w]
+    if diffs:
+        i, q, w = diffs[0]
+        raise ValueError(f"{where}: the first row (the query) is not the wild type: {len(diffs)} of {len(wild_type)} "
+                         f"residues differ (first: residue {offset + i} is {q!r} in the MSA, {w!r} in the wild type); "
+                         "expected the MSA of this assay's protein")
 
 
 def match_columns(row: str) -> str:

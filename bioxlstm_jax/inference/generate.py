@@ -10,7 +10,7 @@ import numpy as np
 
 from bioxlstm_jax.nn import XLSTMLM, prefill
 
-__all__ = ["sample_logits", "generate", "log_probs"]
+__all__ = ["sample_logits", "generate", "log_probs", "check_sampling"]
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -63,6 +63,17 @@ def _decode(model, params, state, logits, position, repeat, rng, token_positions
     return tokens.T, logps.T, live.T
 
 
+def check_sampling(temperature: float, top_k: int, top_p: float, prefix: str = "") -> None:
+    """Raises ``ValueError`` for settings ``sample_logits`` cannot mean: temperature < 0, top_k < 0,
+    top_p outside (0, 1] (``prefix`` goes before each name in the message, e.g. ``"--config."``)."""
+    if not temperature >= 0:
+        raise ValueError(f"{prefix}temperature={temperature}: expected >= 0 (0 = greedy)")
+    if top_k < 0:
+        raise ValueError(f"{prefix}top_k={top_k}: expected >= 0 (0 = off)")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"{prefix}top_p={top_p}: expected a value in (0, 1] (1 = off)")
+
+
 def generate(model: XLSTMLM, params, prompt, positions=None, *, max_new_tokens: int, rng: jax.Array,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, stop_token: int | None = None,
              token_positions=None, segment_length: int = 4096) -> dict[str, np.ndarray]:
@@ -79,6 +90,9 @@ def generate(model: XLSTMLM, params, prompt, positions=None, *, max_new_tokens: 
     log-probabilities at temperature 1 (0 after the stop), ``lengths`` (B,) new tokens including the
     stop token, and ``log_likelihood`` (B,) = the row sums of ``logp``.
     """
+    check_sampling(temperature, top_k, top_p)
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens}: expected at least 1")
     prompt = jnp.asarray(prompt, jnp.int32)
     B, S = prompt.shape
     if positions is None:

@@ -1,24 +1,68 @@
 """The one command-line convention of every job (big_vision / flax-examples style).
 
-    python -m experiments.X [--workdir DIR] [--config.key=value ...]
+    python -m experiments.X [--workdir DIR] [--config.key=value ...] [--debug]
 
-``run(job, get_config, default_workdir)`` defines the two flags, starts ``jax.distributed`` when the
-config asks for several processes (``config.distributed``, training jobs), then calls
-``job(config, workdir)``. A job writes everything it makes under ``workdir``; training jobs resume
-from it when the same command is run again.
+``run(job, get_config, default_workdir)`` defines the flags, starts ``jax.distributed`` when the config
+asks for several processes (``config.distributed``, training jobs), then calls ``job(config, workdir)``.
+A job writes everything it makes under ``workdir``; training jobs resume from it when the same command
+is run again.
+
+Errors: a bad flag or input (``ValueError``, ``OSError``, a corrupt gzip or zip file, ...) prints one
+line, ``error: <file>:<line>: <what was expected, what was found>`` or ``error: --flag: ...``, and exits
+with status 2; ``--debug`` (or ``BIOXLSTM_DEBUG=1``) shows the traceback instead. Any other exception
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import zipfile
+import zlib
 from collections.abc import Callable
 
 import ml_collections
 
-__all__ = ["run", "require"]
+__all__ = ["run", "execute", "require", "EXPECTED_ERRORS", "error_line", "debug_requested"]
+
+# what bad input or a bad run condition raises (the readers name the file and line in the message)
+EXPECTED_ERRORS = (ValueError, OSError, EOFError, FloatingPointError, zlib.error, zipfile.BadZipFile)
+
+
+def error_line(e: BaseException) -> str:
+    """``e`` as the one line a command prints: ``error: <message>``."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"error: {text}"
+
+
+def debug_requested() -> bool:
+    return os.environ.get("BIOXLSTM_DEBUG", "") not in ("", "0")
+
+
+def execute(job: Callable[[ml_collections.ConfigDict, str], object], config: ml_collections.ConfigDict,
+            workdir: str, debug: bool = False) -> int:
+    """Runs ``job(config, workdir)`` (after ``jax.distributed`` when configured); returns the exit
+    status: 0, or 2 after printing ``error_line`` for an expected error (re-raised when ``debug``)."""
+    try:
+        if "distributed" in config:
+            from bioxlstm_jax.training.mesh import initialize_distributed
+
+            d = config.distributed
+            initialize_distributed(d.coordinator_address or None, d.num_processes or None,
+                                   d.process_id if d.process_id >= 0 else None)
+        job(config, workdir)
+    except EXPECTED_ERRORS as e:
+        if debug or debug_requested():
+            raise
+        print(error_line(e), file=sys.stderr, flush=True)
+        return 2
+    return 0
 
 
 def run(job: Callable[[ml_collections.ConfigDict, str], object],
         get_config: Callable[[], ml_collections.ConfigDict], default_workdir: str) -> None:
+    """The command: parses ``--workdir``, ``--config.key=value`` and ``--debug``, runs ``execute``, exits
+    with its status. A bad flag is one line and status 2 as well."""
     from absl import app, flags, logging
     from ml_collections import config_flags
 
@@ -26,22 +70,25 @@ def run(job: Callable[[ml_collections.ConfigDict, str], object],
                                                   "--config.key=value", lock_config=True)
     workdir_flag = flags.DEFINE_string("workdir", default_workdir, "where the job writes (a training run "
                                        "resumes from it)")
+    debug_flag = flags.DEFINE_bool("debug", False, "show an error's traceback (also: BIOXLSTM_DEBUG=1)")
+
+    def parse(argv):
+        try:
+            rest = flags.FLAGS(argv)
+        except flags.Error as e:
+            print(error_line(e), file=sys.stderr, flush=True)
+            sys.exit(2)
+        if len(rest) > 1:
+            print(error_line(f"unexpected arguments: {' '.join(rest[1:])} (every option is --workdir, "
+                             "--config.key=value or --debug)"), file=sys.stderr, flush=True)
+            sys.exit(2)
+        return rest
 
     def main(argv):
         logging.set_verbosity(logging.WARNING)  # orbax logs every file operation at INFO
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (every option is --workdir or "
-                                 "--config.key=value)")
-        config = config_flag.value
-        if "distributed" in config:
-            from bioxlstm_jax.training.mesh import initialize_distributed
+        sys.exit(execute(job, config_flag.value, workdir_flag.value, debug_flag.value))
 
-            d = config.distributed
-            initialize_distributed(d.coordinator_address or None, d.num_processes or None,
-                                   d.process_id if d.process_id >= 0 else None)
-        job(config, workdir_flag.value)
-
-    app.run(main)
+    app.run(main, flags_parser=parse)
 
 
 def require(config: ml_collections.ConfigDict, *keys: str) -> None:

@@ -111,7 +111,13 @@ def finetune_seed(c, seed: int, workdir) -> dict:
     if done.is_file():
         return json.loads(done.read_text())
     splits = _splits(c, seed)
-    n_classes = int(max(int(np.max(y)) for _, y in splits.values()) + 1)
+    seen = set(splits["train"][1].tolist())
+    for split in ("valid", "test"):
+        unseen = sorted(set(splits[split][1].tolist()) - seen)
+        if unseen:
+            raise ValueError(f"{c.get(split) or c.train}: labels {unseen} of the {split} rows never occur in the "
+                             f"training rows (labels {sorted(seen)})")
+    n_classes = int(max(seen) + 1)
     length = c.max_length or max(len(s) for s in splits["train"][0])
     data = {k: tokenize(seqs, length) for k, (seqs, _) in splits.items()}
     model, init_params = classifier(c, ckpt, n_classes, length)

@@ -13,7 +13,17 @@ import numpy as np
 from bioxlstm_jax.io import atomic_path, atomic_write
 from bioxlstm_jax.jobs.cli import require
 
-__all__ = ["prot_fitness"]
+__all__ = ["prot_fitness", "check_protein"]
+
+
+def check_protein(sequence: str, where: str) -> str:
+    """``sequence`` if every letter is a residue of the protein vocabulary, else ``ValueError``."""
+    from bioxlstm_jax.data.formats import RESIDUES
+
+    bad = sorted(set(sequence) - set(RESIDUES))
+    if bad:
+        raise ValueError(f"{where}: {''.join(bad)!r} are not residues (expected {RESIDUES})")
+    return sequence
 
 
 def _stem(path: str) -> str:
@@ -52,17 +62,18 @@ def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:
     rows = pg.read_dms(c.dms)
     offset = c.offset
     if c.target_seq:
-        wt = c.target_seq.upper()
+        wt = check_protein(c.target_seq.upper(), "--config.target_seq")
     elif c.reference:
         wt, offset = pg.wild_type_from_reference(c.reference, c.dms_id or _stem(c.dms))
     else:
-        wt = pg.wild_type_from_mutants(rows, offset)
+        wt = pg.wild_type_from_mutants(rows, offset, where=str(c.dms))
     mutations = [pg.parse_mutant(r["mutant"], offset, wt, where=f"{c.dms}:{r['_line']}: ") for r in rows]
     msa = [r for _, r in read_msa(c.msa)]
     query = pg.match_columns(msa[0])[offset - 1: offset - 1 + len(wt)]
     if len(query) != len(wt):
         raise ValueError(f"{c.msa}: the query covers {len(query)} columns from residue {offset}, the wild type "
                          f"has {len(wt)} residues")
+    pg.check_query(query, wt, offset, str(c.msa))
     weights = pg.homology_weights([pg.match_columns(r)[offset - 1: offset - 1 + len(wt)] for r in msa])
     positions = sorted({m.pos for muts in mutations for m in muts})
     model, params = load_lm(c.ckpt)

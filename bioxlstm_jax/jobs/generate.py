@@ -23,7 +23,9 @@ def parse_spans(text: str) -> list[tuple[int, int]]:
         try:
             a, b = (int(x) for x in part.split("-"))
         except ValueError:
-            raise ValueError(f"--config.spans: {part!r} is not '<first>-<last>'") from None
+            a = b = 0
+        if not 1 <= a <= b:
+            raise ValueError(f"--config.spans: {part!r} is not '<first>-<last>' with 1 <= first <= last") from None
         spans.append((a - 1, b))
     return sorted(spans)
 
@@ -39,10 +41,20 @@ def prot_generate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     from bioxlstm_jax.inference import load_lm
     from bioxlstm_jax.inference.protein import context_prompt, generate_proteins, inpainting_prompt
 
+    from bioxlstm_jax.inference.generate import check_sampling
+    from bioxlstm_jax.jobs.fitness import check_protein
+
     require(c, "ckpt", "msa")
+    check_sampling(c.temperature, c.top_k, c.top_p, prefix="--config.")
     if bool(c.target_seq) != bool(c.spans):
         raise ValueError("inpainting needs both --config.target_seq and --config.spans")
     spans = parse_spans(c.spans) if c.spans else None
+    if c.target_seq:
+        check_protein(c.target_seq.upper(), "--config.target_seq")
+        outside = [f"{a + 1}-{b}" for a, b in spans or () if b > len(c.target_seq)]
+        if outside:
+            raise ValueError(f"--config.spans: {', '.join(outside)} reach past the target's {len(c.target_seq)} "
+                             "residues")
     proteins = [p for p in (clean_sequence(r) for _, r in read_msa(c.msa)) if p]
     n = len(proteins) if c.n_context < 0 else min(c.n_context, len(proteins))
     order = np.random.default_rng(c.context_seed).permutation(len(proteins))[:n]
@@ -90,7 +102,10 @@ def chem_generate(c: ml_collections.ConfigDict, workdir: str) -> dict:
     from bioxlstm_jax.evaluation import chem
     from bioxlstm_jax.inference import generate_smiles, load_lm, load_vocab
 
+    from bioxlstm_jax.inference.generate import check_sampling
+
     require(c, "ckpt")
+    check_sampling(c.temperature, c.top_k, c.top_p, prefix="--config.")
     if c.n < 2:
         raise ValueError("--config.n must be at least 2")
     ckpt = Path(c.ckpt)

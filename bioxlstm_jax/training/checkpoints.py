@@ -1,7 +1,7 @@
 """Orbax checkpoints of the whole training run: train state, data-iterator state and config.
 
 ``<workdir>/checkpoints/<step>/`` keeps the latest ``keep`` steps (async writes; an interrupted
-write never becomes visible). ``<workdir>/best/<step>/`` keeps the parameters with the best eval
+write never becomes visible and its temporary folder is removed when the run restarts). ``<workdir>/best/<step>/`` keeps the parameters with the best eval
 metric. Restoring takes an abstract state whose shardings may differ from the saved ones (another
 mesh, FSDP on or off). The data-iterator state is saved per process (grain's handler) and needs the
 same number of processes on restore. ``read_params(workdir, which)`` is the one reader of a run's
@@ -27,17 +27,25 @@ class Checkpoints:
         self.latest = ocp.CheckpointManager(
             workdir / "checkpoints",
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
-                                                 create=True))
+                                                 create=True, cleanup_tmp_directories=True))
         self.best = None
         if best_metric:
             self.best = ocp.CheckpointManager(
                 workdir / "best",
                 options=ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m[best_metric],
                                                      best_mode=best_mode, enable_async_checkpointing=async_save,
-                                                     create=True))
+                                                     create=True, cleanup_tmp_directories=True))
 
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
+
+    def drop_best_after(self, step: int | None) -> None:
+        """Deletes best steps newer than ``step`` (all when None): a run killed between its best and its
+        latest write leaves one, which would make the resumed run's save of that step fail."""
+        if self.best is not None:
+            for s in self.best.all_steps():
+                if step is None or s > step:
+                    self.best.delete(s)
 
     def save(self, step: int, state, data_iterator, config: dict) -> None:
         self.latest.save(step, force=True, args=ocp.args.Composite(

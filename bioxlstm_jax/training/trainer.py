@@ -8,6 +8,7 @@ same parameters, optimizer state, RNG and data position, so the result equals an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -25,7 +26,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from bioxlstm_jax.io import atomic_write
+from bioxlstm_jax.io import atomic_write, workdir_lock
 from bioxlstm_jax.training import losses
 from bioxlstm_jax.training.checkpoints import Checkpoints
 from bioxlstm_jax.training.logger import MetricLogger, plot_curves
@@ -37,7 +38,8 @@ from bioxlstm_jax.training.mesh import (
 )
 from bioxlstm_jax.training.optim import make_optimizer
 
-__all__ = ["TrainState", "Task", "base_config", "train", "make_train_step", "make_eval_step", "init_state"]
+__all__ = ["TrainState", "Task", "base_config", "train", "make_train_step", "make_eval_step", "init_state",
+           "check_config", "check_resume", "RESUMABLE_KEYS"]
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -63,7 +65,111 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, fsdp_min_size=2**14))  # see mesh.param_shardings
     c.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=0, process_id=-1))
     c.progress = True
+    c.allow_changes = ""  # comma-separated config keys that may differ from the workdir's run on resume
     return c
+
+
+# keys that may change when a run resumes (how it runs, not what it learns)
+RESUMABLE_KEYS = ("steps", "progress", "log_every", "eval_every", "eval_steps", "eval_batch_size", "checkpoint_every",
+                  "keep_checkpoints", "async_checkpoint", "grad_accum", "patience", "mesh", "distributed",
+                  "allow_changes")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ``ValueError`` naming the first trainer field out of its range or set of names
+    (``--config.key=value: what was expected``), before anything is built or written."""
+    from bioxlstm_jax.training.optim import OPTIMIZERS, SCHEDULES
+
+    flat = _flat(config.to_dict())
+
+    def bad(key, expected):
+        raise ValueError(f"--config.{key}={flat[key]!r}: {expected}")
+
+    for key, low in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("eval_batch_size", 1), ("log_every", 1),
+                     ("checkpoint_every", 1), ("keep_checkpoints", 1), ("eval_every", 0), ("eval_steps", 1),
+                     ("patience", 0)):
+        if key in config and (not isinstance(config[key], int) or config[key] < low):
+            bad(key, f"expected an integer >= {low}")
+    if config.get("best_mode", "min") not in ("min", "max"):
+        bad("best_mode", "expected 'min' or 'max'")
+    if config.get("patience", 0) and not config.best_metric:
+        bad("patience", "early stopping needs --config.best_metric")
+    opt = config.optimizer
+    if opt.name not in OPTIMIZERS:
+        bad("optimizer.name", f"expected one of {', '.join(OPTIMIZERS)}")
+    if opt.schedule not in SCHEDULES:
+        bad("optimizer.schedule", f"expected one of {', '.join(SCHEDULES)}")
+    for key in ("lr", "warmup_steps", "weight_decay", "clip_norm", "min_lr", "warmup_init_lr"):
+        if opt[key] < 0:
+            bad(f"optimizer.{key}", "expected a value >= 0")
+    if config.mesh.data != -1 and config.mesh.data < 1 or config.mesh.fsdp < 1:
+        bad("mesh.data" if config.mesh.fsdp >= 1 else "mesh.fsdp", "expected a positive device count (data: -1 = "
+            "all the devices fsdp leaves)")
+    unknown = [k for k in _allowed(config) if k not in flat]
+    if unknown:
+        bad("allow_changes", f"{', '.join(unknown)} is not a config key")
+
+
+def _allowed(config) -> list[str]:
+    return [k.strip() for k in config.get("allow_changes", "").split(",") if k.strip()]
+
+
+def _has_checkpoint(workdir: Path) -> bool:
+    folder = workdir / "checkpoints"
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
+def check_resume(workdir: Path, config: ml_collections.ConfigDict, files: dict[str, str]) -> None:
+    """Refuses to resume a run of another configuration: when ``workdir`` holds a checkpoint, its
+    ``config.json`` may differ from ``config`` only in ``RESUMABLE_KEYS`` and the keys listed in
+    ``config.allow_changes`` (e.g. another data file, on purpose), and every other file it wrote
+    (``model.json``, a tokenizer's ``vocab.json``) must be the same. Raises ``ValueError`` naming every
+    differing key, before anything is written."""
+    if not _has_checkpoint(workdir):
+        return
+    allowed = set(_allowed(config))
+
+    def differing(old: dict, new: dict, skip=()) -> list[str]:
+        old, new = _flat(old), _flat(new)
+        keys = [k for k in old if k in new and old[k] != new[k]]
+        return [f"{k} is {old[k]!r} there, {new[k]!r} here" for k in keys
+                if k not in allowed and not any(k == s or k.startswith(s + ".") for s in skip)]
+
+    problems = []
+    for name, text in files.items():
+        path = workdir / name
+        if not path.exists():
+            continue
+        old = path.read_text()
+        if old == text:
+            continue
+        if name.endswith(".json"):
+            try:
+                old_obj, new_obj = json.loads(old), json.loads(text)
+            except json.JSONDecodeError:
+                old_obj = new_obj = None
+            if isinstance(old_obj, dict) and isinstance(new_obj, dict):
+                diff = differing(old_obj, new_obj, RESUMABLE_KEYS if name == "config.json" else ())
+                if name != "config.json" and not diff:
+                    diff = ["its content"]
+                if diff:
+                    problems.append(f"{name}: " + "; ".join(diff))
+                continue
+        problems.append(f"{name}: its content")
+    if problems:
+        raise ValueError(f"{workdir} holds a run of another configuration ({' | '.join(problems)}); resume it with "
+                         "its own configuration, use another --workdir, or name config keys that may change in "
+                         "--config.allow_changes (model and tokenizer files never may)")
 
 
 @flax.struct.dataclass
@@ -199,7 +305,7 @@ def _check_batch(config, n_devices: int, n_processes: int) -> None:
     for name, size, accum in (("batch_size", config.batch_size, config.grad_accum),
                               ("eval_batch_size", config.eval_batch_size, 1)):
         if size % (accum * n_devices) or size % n_processes:
-            raise ValueError(f"config.{name}={size} must be a multiple of grad_accum x devices = "
+            raise ValueError(f"--config.{name}={size}: expected a multiple of grad_accum x devices = "
                              f"{accum} x {n_devices}")
 
 
@@ -213,24 +319,41 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
     ``mesh`` (default: ``config.mesh`` over every device) may be any ``(data, fsdp)`` mesh.
     """
     workdir = Path(workdir)
+    check_config(config)
     mesh = mesh or make_mesh(config.mesh.data, config.mesh.fsdp)
     n_proc, proc = jax.process_count(), jax.process_index()
     _check_batch(config, mesh.size, n_proc)
     primary = proc == 0
-    if primary:
-        workdir.mkdir(parents=True, exist_ok=True)
-        files = {"config.json": config.to_json(indent=2), **task.files}
-        if task.model_config is not None:
-            files["model.json"] = json.dumps(task.model_config.to_dict(), indent=2)
-        for name, text in files.items():
-            atomic_write(workdir / name, text)
-
     optimizer, schedule = make_optimizer(config.optimizer, config.steps)
     local_batch = config.batch_size // n_proc
     example_iter = iter(task.train_data(local_batch, proc, n_proc))
     example = next(example_iter)
     _close(example_iter)
     abstract = jax.eval_shape(lambda b: init_state(task, optimizer, config.seed, b), example)
+    if task.eval_data is not None and config.eval_every and config.best_metric:
+        eval_example = next(iter(task.eval_data(config.eval_batch_size // n_proc, proc, n_proc)), None)
+        if eval_example is None:
+            raise ValueError("the evaluation data holds no batch (set --config.eval_every=0 to train without it)")
+        names = losses.summarize({k: 1.0 for k in jax.eval_shape(make_eval_step(task), abstract.params, eval_example)})
+        if config.best_metric not in {f"eval/{k}" for k in names}:
+            raise ValueError(f"--config.best_metric={config.best_metric!r}: expected an evaluation metric, one of "
+                             f"{', '.join(sorted(f'eval/{k}' for k in names))}")
+    files = {"config.json": config.to_json(indent=2), **task.files}
+    if task.model_config is not None:
+        files["model.json"] = json.dumps(task.model_config.to_dict(), indent=2)
+
+    with contextlib.ExitStack() as hold:
+        if primary:
+            hold.enter_context(workdir_lock(workdir))
+        check_resume(workdir, config, files)
+        return _train(config, workdir, task, mesh, optimizer, schedule, example, abstract, files)
+
+
+def _train(config, workdir: Path, task: Task, mesh: Mesh, optimizer, schedule, example, abstract, files) -> TrainState:
+    """``train`` after every check, holding the workdir."""
+    n_proc, proc = jax.process_count(), jax.process_index()
+    primary = proc == 0
+    local_batch = config.batch_size // n_proc
     state_sharding = param_shardings(abstract, mesh, config.mesh.fsdp_min_size)
     batch_shard = jax.tree.map(lambda x: batch_sharding(mesh, np.ndim(x)), example)
     train_step = jax.jit(make_train_step(task, optimizer, schedule, config.grad_accum),
@@ -242,6 +365,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
     ckpt = Checkpoints(workdir, keep=config.keep_checkpoints, async_save=config.async_checkpoint,
                        best_metric=config.best_metric or None, best_mode=config.get("best_mode", "min"))
     start = ckpt.latest_step()
+    ckpt.drop_best_after(start)  # a best step of a killed run's future: the resumed run recomputes it
+    if primary:
+        for name, text in files.items():
+            atomic_write(workdir / name, text)
     if start is None:
         state = jax.jit(lambda b: init_state(task, optimizer, config.seed, b), out_shardings=state_sharding)(
             global_batch(example, mesh))
@@ -264,10 +391,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
                 f"non-finite loss or gradient at step {bad + 1}; stopped before any checkpoint was saved")
 
     patience = config.get("patience", 0)
-    if patience and not config.best_metric:
-        raise ValueError("config.patience needs config.best_metric")
-    if config.get("best_mode", "min") not in ("min", "max"):
-        raise ValueError(f"config.best_mode must be 'min' or 'max', got {config.best_mode!r}")
     sign = 1.0 if config.get("best_mode", "min") == "min" else -1.0
     early = {"best": float("inf"), "since": 0}  # since the last improvement, counted from this (re)start
 
@@ -281,8 +404,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
             raise ValueError("eval_data yielded no batches")
         metrics = {f"eval/{k}": v for k, v in losses.summarize(jax.device_get(sums)).items()}
         logger.write(step, metrics)
-        if config.best_metric and config.best_metric not in metrics:
-            raise KeyError(f"config.best_metric={config.best_metric!r} is not an eval metric: {sorted(metrics)}")
         ckpt.save_best(step, params, metrics)
         if config.best_metric:
             value = sign * float(metrics[config.best_metric])

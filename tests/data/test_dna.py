@@ -108,7 +108,10 @@ def test_labeled_sequences_in_the_three_benchmark_formats(tmp_path):
         dna.read_labeled_sequences(nt)
     with pytest.raises(ValueError, match="no task 'nope'; tasks: \\['"):
         dna.read_labeled_sequences(nt, task="nope")
-    for text, match in [("seq,y\nACGT,1\n", ":1: expected columns"), ("sequence,label\nACGT,x\n", ":2: label must"),
+    for text, match in [("seq,y\nACGT,1\n", ":1: expected columns"),
+                        ("sequence,label\nACGT,x\n", ":2: expected a class index .* got 'x'"),
+                        ("sequence,label\nACGT,-1\n", ":2: expected a class index .* got '-1'"),
+                        ("sequence,label\nACGT,1,7\n", ":2: expected 2 fields as the header, got 3"),
                         ("sequence,label\nACGU,1\n", ":2: characters 'U'"), ("sequence,label\n,1\n", ":2: empty")]:
         (tmp_path / "t.csv").write_text(text)
         with pytest.raises(ValueError, match=match):

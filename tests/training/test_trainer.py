@@ -1,6 +1,7 @@
 """The training loop: data parallelism and FSDP are exact, resume is exact, the NaN guard, outputs."""
 
 import json
+import re
 import struct
 
 import chex
@@ -153,7 +154,7 @@ def test_outputs_metrics_tensorboard_plot_config(tmp_path):
 
 def test_bad_batch_size_is_a_clear_error(tmp_path):
     c = tiny(batch_size=12)
-    with pytest.raises(ValueError, match="batch_size=12 must be a multiple of grad_accum x devices = 1 x 8"):
+    with pytest.raises(ValueError, match="batch_size=12: expected a multiple of grad_accum x devices = 1 x 8"):
         train(c, tmp_path, tiny_experiment.build_task(c), mesh=make_mesh(data=8))
 
 
@@ -165,7 +166,8 @@ def test_early_stopping_on_a_maximized_metric_and_eval_loss(tmp_path):
     c = tiny(steps=30, eval_every=2, checkpoint_every=2, log_every=2, patience=2, best_mode="max", eval_steps=1)
     c.best_metric = "eval/accuracy"
     base = tiny_experiment.build_task(c)
-    accuracies = iter([0.5, 0.9, 0.7, 0.6, 0.6, 0.6])  # one per evaluation: the best is the 2nd
+    # one per evaluation (the best is the 2nd), after one read before training (best_metric's check)
+    accuracies = iter([0.0, 0.5, 0.9, 0.7, 0.6, 0.6, 0.6])
 
     def eval_data(b, i, n):
         batch = next(iter(base.eval_data(b, i, n)))
@@ -183,3 +185,90 @@ def test_early_stopping_on_a_maximized_metric_and_eval_loss(tmp_path):
     assert [p.name for p in (tmp_path / "best").iterdir() if p.name.isdigit()] == ["4"]
     assert max(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == 8
     assert max(r["step"] for r in records) == 8
+
+
+def test_a_run_killed_between_its_best_and_latest_writes_resumes_to_the_uninterrupted_run(tmp_path):
+    """What SIGKILL leaves at each moment, rebuilt file by file from an uninterrupted run: after the
+    best write of step 6 and before its latest write (best newer than latest: orbax's
+    StepAlreadyExistsError on every re-run before), and in the middle of an async write (a temporary
+    step folder). The re-run ends with the uninterrupted losses and parameters."""
+    import shutil
+
+    from orbax.checkpoint._src.path.atomicity_types import TMP_DIR_SUFFIX
+
+    c = tiny(steps=9, eval_every=3, checkpoint_every=3, keep_checkpoints=5)
+    task = tiny_experiment.build_task(c)
+    mesh = make_mesh(data=8)
+    full = train(c, tmp_path / "full", task, mesh=mesh)
+    losses = lambda d: [(r["step"], r.get("train/loss"), r.get("eval/loss")) for r in read_metrics(d / "metrics.jsonl")]  # noqa: E731
+    for moment in ("after_best", "during_async_write"):
+        killed = tmp_path / moment
+        shutil.copytree(tmp_path / "full", killed)
+        for step in (9, 6):
+            shutil.rmtree(killed / "checkpoints" / str(step))
+        if moment == "during_async_write":  # step 6's latest write had begun, best not yet
+            shutil.rmtree(killed / "best" / "9", ignore_errors=True)
+            shutil.copytree(tmp_path / "full" / "checkpoints" / "3", killed / "checkpoints" / f"6{TMP_DIR_SUFFIX}")
+        resumed = train(c, killed, task, mesh=mesh)
+        assert int(resumed.step) == 9
+        chex.assert_trees_all_equal(params_of(resumed), params_of(full))
+        assert losses(killed) == losses(tmp_path / "full")
+        assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["3", "6", "9"]
+        assert [p.name for p in (killed / "best").iterdir() if p.name.isdigit()] == \
+            [p.name for p in (tmp_path / "full" / "best").iterdir() if p.name.isdigit()]
+
+
+def test_a_workdir_of_another_configuration_is_refused_before_anything_is_written(tmp_path):
+    c = tiny(steps=3)
+    train(c, tmp_path, tiny_experiment.build_task(c), mesh=make_mesh(data=8))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"}
+    other = tiny(steps=6, seed=1, **{"model.embedding_dim": 32})
+    with pytest.raises(ValueError, match=r"another configuration \(config.json: seed is 0 there, 1 here; "
+                                         r"model.embedding_dim is 16 there, 32 here \| model.json: embedding_dim"):
+        train(other, tmp_path, tiny_experiment.build_task(other), mesh=make_mesh(data=8))
+    other = tiny(steps=6, num_sequences=48)  # other training data, refused, then allowed on purpose
+    with pytest.raises(ValueError, match="num_sequences is 64 there, 48 here"):
+        train(other, tmp_path, tiny_experiment.build_task(other), mesh=make_mesh(data=8))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    other.allow_changes = "num_sequences"
+    assert int(train(other, tmp_path, tiny_experiment.build_task(other), mesh=make_mesh(data=8)).step) == 6
+    assert json.loads((tmp_path / "config.json").read_text())["num_sequences"] == 48
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("steps", -1, "--config.steps=-1: expected an integer >= 1"),
+    ("batch_size", 0, "--config.batch_size=0: expected an integer >= 1"),
+    ("log_every", 0, "--config.log_every=0: expected an integer >= 1"),
+    ("eval_steps", 0, "--config.eval_steps=0: expected an integer >= 1"),
+    ("optimizer.name", "adamx", "--config.optimizer.name='adamx': expected one of adamw, sgd"),
+    ("best_metric", "eval/nope", "--config.best_metric='eval/nope': expected an evaluation metric, one of eval/accuracy, "
+                                 "eval/loss, eval/perplexity"),
+    ("allow_changes", "seed,nope", "--config.allow_changes='seed,nope': nope is not a config key"),
+])
+def test_a_bad_config_is_refused_before_anything_is_written(tmp_path, key, value, message):
+    c = tiny(**{key: value})
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        train(c, tmp_path / "run", tiny_experiment.build_task(c), mesh=make_mesh(data=8))
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_run_per_workdir_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    import subprocess
+    import sys
+
+    from bioxlstm_jax.io import WorkdirInUse, workdir_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from bioxlstm_jax.io import workdir_lock\n"
+                               f"with workdir_lock({str(tmp_path)!r}):\n print('held', flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        c = tiny(steps=3)
+        with pytest.raises(WorkdirInUse, match=rf"in use by pid {holder.pid} on \S+ since "):
+            train(c, tmp_path, tiny_experiment.build_task(c), mesh=make_mesh(data=8))
+        assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    with workdir_lock(tmp_path), workdir_lock(tmp_path):  # the kernel dropped the dead holder's lock; re-entrant
+        assert f"pid {__import__('os').getpid()} " in (tmp_path / ".lock").read_text()
