@@ -39,9 +39,8 @@ def prot_generate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     from bioxlstm_jax.data.formats import read_msa
     from bioxlstm_jax.data.protein import clean_sequence
     from bioxlstm_jax.inference import load_lm
-    from bioxlstm_jax.inference.protein import context_prompt, generate_proteins, inpainting_prompt
-
     from bioxlstm_jax.inference.generate import check_sampling
+    from bioxlstm_jax.inference.protein import context_prompt, generate_proteins, inpainting_prompt
     from bioxlstm_jax.jobs.fitness import check_protein
 
     require(c, "ckpt", "msa")
@@ -101,7 +100,6 @@ def chem_generate(c: ml_collections.ConfigDict, workdir: str) -> dict:
     from bioxlstm_jax.data.smiles import read_smiles
     from bioxlstm_jax.evaluation import chem
     from bioxlstm_jax.inference import generate_smiles, load_lm, load_vocab
-
     from bioxlstm_jax.inference.generate import check_sampling
 
     require(c, "ckpt")
