@@ -132,8 +132,25 @@ def load_converted(path) -> tuple[XLSTMLM, dict, dict]:
     return XLSTMLM(cfg), params, extras
 
 
+def check_fits(config: XLSTMConfig, params: dict, src="") -> None:
+    """Raises ``ValueError`` unless ``params`` has exactly the tree and shapes ``XLSTMLM(config)`` makes
+    (a config read wrongly, e.g. a wrong ``n_heads``, would give a checkpoint no model can apply)."""
+    import jax.numpy as jnp
+
+    want = jax.eval_shape(lambda: XLSTMLM(config).init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))["params"]
+    flat = lambda t: {jax.tree_util.keystr(k): tuple(np.shape(v)) for k, v in jax.tree_util.tree_leaves_with_path(t)}  # noqa: E731
+    want, got = flat(want), flat(params)
+    problems = [f"{k} missing" for k in want if k not in got] + [f"{k} unexpected" for k in got if k not in want]
+    problems += [f"{k} is {got[k]} in the checkpoint, {want[k]} for the config" for k in want
+                 if k in got and got[k] != want[k]]
+    if problems:
+        raise ValueError(f"{src}: the weights do not fit the model config read with them ({len(problems)} "
+                         f"parameters, e.g. {'; '.join(problems[:3])}); check --format / --n-heads / --model-config")
+
+
 def convert_checkpoint(src, dst, **kwargs) -> XLSTMConfig:
-    """``read_official_checkpoint`` then ``save_converted``; returns the config."""
+    """``read_official_checkpoint``, ``check_fits``, then ``save_converted``; returns the config."""
     cfg, params, extras = read_official_checkpoint(src, **kwargs)
+    check_fits(cfg, params, src)
     save_converted(dst, cfg, params, extras)
     return cfg

@@ -107,8 +107,9 @@ class Variant:
 def read_variants(path: str | os.PathLike) -> list[Variant]:
     """Single-base substitutions of a VCF (``#CHROM POS ID REF ALT ...``; several ALT alleles give
     several variants) or of a CSV / TSV with columns ``chrom``, ``pos`` (1-based), ``ref``, ``alt``
-    (any others are kept in ``fields``). Errors name the file and line; indels and non-ACGT alleles
-    are errors, not skipped."""
+    (any others are kept in ``fields``; a ``label`` column must hold 0 or 1). Errors name the file and
+    line; indels, non-ACGT alleles and rows with another number of columns than the header are errors,
+    not skipped."""
     variants = []
     with open_text(path) as f:
         lines = [(n, line.rstrip("\n\r")) for n, line in enumerate(f, 1)]
@@ -126,8 +127,8 @@ def read_variants(path: str | os.PathLike) -> list[Variant]:
     for n, line in lines[1:]:
         row = next(csv.reader([line], delimiter=delimiter))
         where = f"{path}:{n}"
-        if len(row) < len(header):
-            raise ValueError(f"{where}: expected {len(header)} columns, got {len(row)}")
+        if len(row) != len(header):
+            raise ValueError(f"{where}: expected {len(header)} columns as the header, got {len(row)}")
         try:
             pos = int(row[col["pos"]])
         except ValueError:
@@ -136,6 +137,8 @@ def read_variants(path: str | os.PathLike) -> list[Variant]:
             raise ValueError(f"{where}: positions are 1-based, got {pos}")
         ref = row[col["ref"]].strip().upper()
         fields = {h: row[i] for i, h in enumerate(header) if h not in need}
+        if "label" in fields and fields["label"].strip() not in ("0", "1"):
+            raise ValueError(f"{where}: expected a label 0 or 1, got {fields['label']!r}")
         for alt in row[col["alt"]].strip().upper().split(","):
             if len(ref) != 1 or len(alt) != 1 or ref not in "ACGT" or alt not in "ACGT" or ref == alt:
                 raise ValueError(f"{where}: only single-base substitutions between A, C, G, T are scored, "

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-__all__ = ["run", "execute", "require", "EXPECTED_ERRORS", "error_line", "debug_requested"]
+__all__ = ["run", "execute", "require", "require_positive", "EXPECTED_ERRORS", "error_line", "debug_requested"]
 
 # what bad input or a bad run condition raises (the readers name the file and line in the message)
 EXPECTED_ERRORS = (ValueError, OSError, EOFError, FloatingPointError, zlib.error, zipfile.BadZipFile)
@@ -66,8 +66,19 @@ def run(job: Callable[[ml_collections.ConfigDict, str], object],
     from absl import app, flags, logging
     from ml_collections import config_flags
 
-    config_flag = config_flags.DEFINE_config_dict("config", get_config(), "job config; override fields with "
-                                                  "--config.key=value", lock_config=True)
+    defaults = get_config()
+
+    def flag_error(e: Exception, argv: list[str]):
+        unknown = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")
+                   and not _has_key(defaults, a.split("=", 1)[0][len("--config."):])]
+        print(error_line(f"{unknown[0]}: no such config key" if unknown else e), file=sys.stderr, flush=True)
+        sys.exit(2)
+
+    try:  # the config flag applies the --config.key=value overrides of sys.argv as it is defined
+        config_flag = config_flags.DEFINE_config_dict("config", get_config(), "job config; override fields with "
+                                                      "--config.key=value", lock_config=True)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+        flag_error(e, sys.argv)
     workdir_flag = flags.DEFINE_string("workdir", default_workdir, "where the job writes (a training run "
                                        "resumes from it)")
     debug_flag = flags.DEFINE_bool("debug", False, "show an error's traceback (also: BIOXLSTM_DEBUG=1)")
@@ -75,9 +86,8 @@ def run(job: Callable[[ml_collections.ConfigDict, str], object],
     def parse(argv):
         try:
             rest = flags.FLAGS(argv)
-        except flags.Error as e:
-            print(error_line(e), file=sys.stderr, flush=True)
-            sys.exit(2)
+        except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+            flag_error(e, argv)
         if len(rest) > 1:
             print(error_line(f"unexpected arguments: {' '.join(rest[1:])} (every option is --workdir, "
                              "--config.key=value or --debug)"), file=sys.stderr, flush=True)
@@ -91,8 +101,23 @@ def run(job: Callable[[ml_collections.ConfigDict, str], object],
     app.run(main, flags_parser=parse)
 
 
+def _has_key(config: ml_collections.ConfigDict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(config, ml_collections.ConfigDict) or part not in config:
+            return False
+        config = config[part]
+    return True
+
+
 def require(config: ml_collections.ConfigDict, *keys: str) -> None:
     """Raises ``ValueError`` naming every ``--config.<key>`` that is unset (None or empty)."""
     missing = [k for k in keys if config.get(k) in (None, "")]
     if missing:
         raise ValueError("missing " + ", ".join(f"--config.{k}" for k in missing))
+
+
+def require_positive(config: ml_collections.ConfigDict, *keys: str) -> None:
+    """Raises ``ValueError`` naming the first ``--config.<key>`` that is not an integer >= 1."""
+    for k in keys:
+        if not isinstance(config[k], int) or config[k] < 1:
+            raise ValueError(f"--config.{k}={config[k]!r}: expected an integer >= 1")

@@ -13,6 +13,7 @@ import numpy as np
 from bioxlstm_jax import presets
 from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data import lm_batches
+from bioxlstm_jax.jobs.cli import require_positive
 from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig
 from bioxlstm_jax.training import Task, TrainState, causal_lm_task, masked_lm_task, train
 
@@ -39,6 +40,7 @@ def prot_task(c: Config) -> Task:
     from bioxlstm_jax.data.protein import PAD, fim_token_mask, homolog_example, last_sequence_target_mask
     from bioxlstm_jax.data.tfds_builders import homolog_clusters
 
+    require_positive(c, "context_length", "max_position")
     if c.data_dir:
         root, eval_split = c.data_dir, c.eval_split or None
     else:
@@ -102,6 +104,7 @@ def dna_model_config(c: Config) -> XLSTMConfig:
 def dna_task(c: Config) -> Task:
     from bioxlstm_jax.data.dna import PAD, genome_windows, lm_example
 
+    require_positive(c, "context_length")
     cfg = dna_model_config(c)
     windows = genome_windows(c.fasta or asset_path("dna", "hg38_chr2_1-2333275.fa.gz"), c.context_length,
                              bed=c.bed or None, valid_fraction=c.valid_fraction, data_dir=c.tfds_dir)
@@ -170,11 +173,18 @@ class _Interleaved:
 
 
 def chem_task(c: Config) -> Task:
-    from bioxlstm_jax.data.smiles import SmilesVocab
+    from bioxlstm_jax.data.smiles import SmilesVocab, read_smiles
     from bioxlstm_jax.data.tfds_builders import sequence_records
 
+    require_positive(c, "context_length")
     files = chem_data_files(c)
     vocab = SmilesVocab.learn_file(files["train"], c.tokenizer)
+    for split in CHEM_EVAL_SPLITS:  # every evaluation molecule must be readable before training starts
+        for where, smiles in read_smiles(files[split]):
+            try:
+                vocab.encode(smiles)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e} learned from the training file {files['train']}") from None
     sources = sequence_records({split: [path] for split, path in files.items()}, c.tfds_dir, reader="smiles")
     L = c.context_length
 

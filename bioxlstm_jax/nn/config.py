@@ -122,7 +122,7 @@ class XLSTMConfig:
         ]:
             if value not in allowed:
                 raise ValueError(f"XLSTMConfig.{name} must be one of {allowed}, got {value!r}")
-        for name in ("vocab_size", "embedding_dim", "num_blocks", "chunk_size", "conv1d_kernel_size",
+        for name in ("vocab_size", "embedding_dim", "num_blocks", "context_length", "chunk_size", "conv1d_kernel_size",
                      "slstm_conv1d_kernel_size", "qkv_proj_blocksize", "mlstm_num_heads", "slstm_num_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"XLSTMConfig.{name} must be >= 1, got {getattr(self, name)}")

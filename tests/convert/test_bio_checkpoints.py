@@ -158,6 +158,20 @@ def test_cli_errors(tmp_path, capsys):
     assert "line 2" in capsys.readouterr().err
 
 
+def test_a_config_that_does_not_fit_its_weights_is_refused_and_nothing_is_written(tmp_path, capsys):
+    model = official_model(11, slstm_at=[], num_blocks=2, D=64, m_heads=4, s_heads=4)
+    cfg = dataclasses.asdict(model.config)
+    cfg["mlstm_block"]["mlstm"].update(backend="chunkwise", chunk_size=8, return_last_state=False)
+    cfg.update(position_embeddings="none", vocab_size=12)  # the weights are of a 21-token model
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    torch.save({"backbone." + k: v for k, v in model.state_dict().items()}, tmp_path / "pytorch_model.bin")
+    assert convert_main([str(tmp_path), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: " in err and "the weights do not fit the model config" in err, err
+    assert "is (21, 64) in the checkpoint, (12, 64) for the config" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_converted_config_round_trips():
     cfg = XLSTMConfig(vocab_size=12, num_blocks=3, slstm_at=(0, 2), rcps=True, complement_map=COMPLEMENT)
     assert XLSTMConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
