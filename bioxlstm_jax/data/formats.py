@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ __all__ = ["open_text", "TextFile", "read_fasta", "read_genome_records", "GENOME
 
 # Genome FASTA letters: bases in either case (lower case = soft-masked repeats) and IUPAC ambiguity
 # codes (which DNA-xLSTM's tokenizer reads as N).
-GENOME_ALPHABET = "ACGTNacgtnRYKMSWBDHVryjkmswbdhv"
+GENOME_ALPHABET = "ACGTNacgtnRYKMSWBDHVrykmswbdhv"
 
 
 def _what_went_wrong(e: BaseException) -> str:
@@ -21,15 +22,18 @@ def _what_went_wrong(e: BaseException) -> str:
         return f"not UTF-8 text (byte 0x{e.object[e.start]:02x}; a binary file?)"
     if isinstance(e, EOFError):
         return "the gzip stream ends early (truncated file?)"
+    if isinstance(e, zipfile.BadZipFile):
+        return f"corrupt zip member ({e})"
     return f"corrupt gzip data ({e})"
 
 
 class TextFile:
-    """Lines of a text file (``open_text``): UTF-8 with a byte-order mark skipped, any newline
-    convention (CRLF included). A decoding, gzip or truncation error raises ``ValueError`` naming the
-    file and the line it happened on. Iterate it, or ``read()`` it whole; ``lineno`` is the last line read."""
+    """Lines of a text file (``open_text``) read from a binary stream ``raw``: UTF-8, a byte-order mark
+    skipped, CRLF line ends read as LF. A decoding, gzip, zip or truncation error raises ``ValueError``
+    naming the file and the line it happened on. Iterate it, or ``readline()`` / ``read()`` it;
+    ``lineno`` is the number of the last line read."""
 
-    def __init__(self, path: Path, raw):
+    def __init__(self, path: Path | str, raw):
         self.path, self._raw, self.lineno = path, raw, 0
 
     def __enter__(self):
@@ -45,12 +49,18 @@ class TextFile:
         return self
 
     def __next__(self) -> str:
+        where = f"{self.path}:{self.lineno + 1}"
         try:
-            line = next(self._raw)
-        except (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-            raise ValueError(f"{self.path}:{self.lineno + 1}: {_what_went_wrong(e)}") from None
+            data = self._raw.readline()
+            if not data:
+                raise StopIteration
+            if self.lineno == 0 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            line = data.decode("utf-8")
+        except (UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile) as e:
+            raise ValueError(f"{where}: {_what_went_wrong(e)}") from None
         self.lineno += 1
-        return line
+        return line[:-2] + "\n" if line.endswith("\r\n") else line
 
     def readline(self) -> str:
         return next(self, "")
@@ -64,8 +74,7 @@ def open_text(path: str | os.PathLike) -> TextFile:
     path = Path(path)
     with path.open("rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
-    raw = gzip.open(path, "rt", encoding="utf-8-sig") if gz else path.open("rt", encoding="utf-8-sig")
-    return TextFile(path, raw)
+    return TextFile(path, gzip.open(path, "rb") if gz else path.open("rb"))
 
 
 def read_fasta(path: str | os.PathLike, alphabet: str | None = None) -> Iterator[tuple[str, str]]:

@@ -27,7 +27,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bioxlstm_jax.data.formats import open_text
+from bioxlstm_jax.data.formats import TextFile, open_text
 from bioxlstm_jax.io import write_json
 
 __all__ = ["PAD", "BEG", "END", "TOKENIZERS", "tokenize", "SmilesVocab", "read_smiles"]
@@ -190,7 +190,7 @@ def _text_members(path: Path) -> Iterator[tuple[str, io.TextIOBase]]:
                 raise ValueError(f"{path}: the zip archive holds no file")
             for member in members:
                 with z.open(member) as raw:
-                    yield f"{path}/{member}", io.TextIOWrapper(raw, encoding="utf-8")
+                    yield f"{path}/{member}", TextFile(f"{path}/{member}", raw)
     else:
         with open_text(path) as f:
             yield str(path), f

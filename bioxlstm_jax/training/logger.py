@@ -12,18 +12,23 @@ from bioxlstm_jax.io import atomic_path, atomic_write
 __all__ = ["MetricLogger", "read_metrics", "plot_curves"]
 
 
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file, in order."""
+def read_metrics(path: str | os.PathLike, cut_last_line: bool = False) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file, in order. ``cut_last_line``: a last line without its
+    newline that is not JSON (a write cut by a kill) is dropped rather than an error."""
     path = Path(path)
     if not path.exists():
         return []
+    text = path.read_text()
+    lines = text.splitlines()
     records = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as e:
+            if cut_last_line and lineno == len(lines) and not text.endswith("\n"):
+                break
             raise ValueError(f"{path}:{lineno}: expected one JSON object per line ({e.msg})") from None
     return records
 
@@ -43,7 +48,7 @@ class MetricLogger:
         if not enabled:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_metrics(self.path) if r["step"] <= start_step]
+        kept = [r for r in read_metrics(self.path, cut_last_line=True) if r["step"] <= start_step]
         atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         from tensorboardX import SummaryWriter
 

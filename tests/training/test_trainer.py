@@ -191,7 +191,8 @@ def test_a_run_killed_between_its_best_and_latest_writes_resumes_to_the_uninterr
     """What SIGKILL leaves at each moment, rebuilt file by file from an uninterrupted run: after the
     best write of step 6 and before its latest write (best newer than latest: orbax's
     StepAlreadyExistsError on every re-run before), and in the middle of an async write (a temporary
-    step folder). The re-run ends with the uninterrupted losses and parameters."""
+    step folder) with a metrics line cut mid-write. The re-run ends with the uninterrupted losses and
+    parameters. (tests/training/test_processes.py kills a real run.)"""
     import shutil
 
     from orbax.checkpoint._src.path.atomicity_types import TMP_DIR_SUFFIX
@@ -206,9 +207,11 @@ def test_a_run_killed_between_its_best_and_latest_writes_resumes_to_the_uninterr
         shutil.copytree(tmp_path / "full", killed)
         for step in (9, 6):
             shutil.rmtree(killed / "checkpoints" / str(step))
-        if moment == "during_async_write":  # step 6's latest write had begun, best not yet
+        if moment == "during_async_write":  # step 6's latest write had begun, best not yet; a metrics line cut
             shutil.rmtree(killed / "best" / "9", ignore_errors=True)
             shutil.copytree(tmp_path / "full" / "checkpoints" / "3", killed / "checkpoints" / f"6{TMP_DIR_SUFFIX}")
+            with (killed / "metrics.jsonl").open("a") as f:
+                f.write('{"step": 10, "train/lo')
         resumed = train(c, killed, task, mesh=mesh)
         assert int(resumed.step) == 9
         chex.assert_trees_all_equal(params_of(resumed), params_of(full))
