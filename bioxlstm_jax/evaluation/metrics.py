@@ -1,6 +1,7 @@
 """Metrics shared by every domain: rank correlation and ROC-AUC (fitness, variant effects, in-context
-ranking), classification metrics of the DNA / Nucleotide Transformer benchmarks and their summary
-over seeds."""
+ranking), the ProteinGym leaderboard's ranking metrics (MCC at the median prediction, NDCG and recall
+of the top 10 %), classification metrics of the DNA / Nucleotide Transformer benchmarks and their
+summary over seeds."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["spearman", "roc_auc", "classification_metrics", "summarize_seeds"]
+__all__ = ["spearman", "roc_auc", "mcc_at_median", "ndcg_top", "top_recall", "classification_metrics",
+           "summarize_seeds"]
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -28,6 +30,39 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
         raise ValueError("roc_auc needs both positive and negative labels")
     ranks = rankdata(scores)
     return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * neg.sum()))
+
+
+def mcc_at_median(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Matthews' correlation of binary ``labels`` with ``scores >= median(scores)`` (ProteinGym's MCC:
+    the prediction is binarized at its own median)."""
+    scores = np.asarray(scores, float)
+    return classification_metrics(np.asarray(labels, int), (scores >= np.median(scores)).astype(int), 2)["mcc"]
+
+
+def ndcg_top(true: Sequence[float], scores: Sequence[float], top: float = 10.0) -> float:
+    """ProteinGym's NDCG of the top ``top`` % (k = floor(N top / 100) items): gains are the true values
+    min-max scaled to [0, 1]; DCG sums gain / log2(rank + 1) over the k best-scored items, divided by
+    the same sum over the k items with the largest gains (0 when no top-k item has a gain)."""
+    true, scores = np.asarray(true, float), np.asarray(scores, float)
+    k = int(np.floor(len(true) * top / 100))
+    gains = (true - true.min()) / (true.max() - true.min())
+
+    def dcg(order_by):
+        ranks = np.argsort(np.argsort(-order_by)) + 1
+        keep = (ranks <= k) & (gains != 0)
+        return float(np.sum(gains[keep] / np.log2(ranks[keep] + 1)))
+
+    best = dcg(gains)
+    return dcg(scores) / best if best > 0 else 0.0
+
+
+def top_recall(true: Sequence[float], scores: Sequence[float], top: float = 10.0) -> float:
+    """ProteinGym's top-``top`` % recall: of the items above the (100 - top) percentile of ``true``
+    (linear interpolation), the fraction also above that percentile of ``scores`` (0 if none)."""
+    true, scores = np.asarray(true, float), np.asarray(scores, float)
+    top_true = true > np.percentile(true, 100 - top)
+    top_pred = scores > np.percentile(scores, 100 - top)
+    return float((top_true & top_pred).sum() / top_true.sum()) if top_true.any() else 0.0
 
 
 

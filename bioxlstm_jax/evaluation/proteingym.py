@@ -35,7 +35,8 @@ from bioxlstm_jax.nn import XLSTMLM, forward_with_state, prefill
 __all__ = [
     "Mutation", "parse_mutant", "read_dms", "wild_type_from_reference", "wild_type_from_mutants", "match_columns",
     "homology_weights", "sample_context", "single_site_scores", "naive_single_site_scores", "score_mutants",
-    "independent_site_scores", "check_query",
+    "independent_site_scores", "check_query", "prepare_msa", "fitness_effects", "read_reference", "assay_metrics",
+    "leaderboard_summary", "LEADERBOARD_METRICS",
 ]
 
 
@@ -292,3 +293,124 @@ def independent_site_scores(msa_rows: Sequence[str], wild_type: str, *, start: i
     logp = np.log(counts / counts.sum(-1, keepdims=True))
     wt_idx = np.array([AMINO_ACIDS.index(c) if c in AMINO_ACIDS else 0 for c in wild_type])
     return (logp - logp[np.arange(len(wild_type)), wt_idx][:, None]).astype(np.float32)
+
+
+def prepare_msa(path: str | os.PathLike, wild_type: str, offset: int = 1) -> tuple[list[str], int, np.ndarray]:
+    """The MSA of a fitness run: ``(rows, start, weights)``. ``start`` is the match column (1-based) of
+    the wild type's first residue: ``offset`` (ProteinGym's ``MSA_start``) when the query row spans the
+    whole target sequence, 1 when it spans exactly the wild type (ProteinGym's own MSAs cover
+    ``[MSA_start, MSA_end]``). Raises ``ValueError`` naming the file when the query does not cover the
+    wild type or is not the wild type (``check_query``). ``weights``: ``homology_weights`` of the
+    rows' wild-type columns."""
+    from bioxlstm_jax.data.formats import read_msa
+
+    rows = [r for _, r in read_msa(path)]
+    query = match_columns(rows[0])
+    start = 1 if len(query) == len(wild_type) else offset
+    query = query[start - 1:start - 1 + len(wild_type)]
+    if len(query) != len(wild_type):
+        raise ValueError(f"{path}: the query covers {len(query)} columns from residue {start}, the wild type has "
+                         f"{len(wild_type)} residues")
+    check_query(query, wild_type, offset, str(path))
+    weights = homology_weights([match_columns(r)[start - 1:start - 1 + len(wild_type)] for r in rows])
+    return rows, start, weights
+
+
+def fitness_effects(model: XLSTMLM, params, msa_rows: Sequence[str], wild_type: str, positions: Sequence[int], *,
+                    start: int = 1, weights: np.ndarray | None = None, replicates: int = 3,
+                    max_tokens: int = 200_000, max_sequences: int = 200, batch_size: int = 32,
+                    segment_length: int = 4096, progress: bool = True) -> np.ndarray:
+    """(L, 20) single-site effects averaged over ``replicates`` context samples (seeds 0..n-1), each
+    one prefill of ``sample_context`` then ``single_site_scores`` of ``positions``: the protocol of
+    ``prot_fitness`` and ``proteingym``."""
+    if replicates < 1:
+        raise ValueError(f"replicates={replicates}: expected at least 1")
+    effects = []
+    for seed in range(replicates):
+        context = sample_context(msa_rows, wild_type, start=start, seed=seed, max_tokens=max_tokens,
+                                 max_sequences=max_sequences, weights=weights)
+        effects.append(single_site_scores(model, params, context, positions, batch_size=batch_size,
+                                          segment_length=segment_length, progress=progress))
+    return np.mean(effects, 0)
+
+
+# ------------------------------------------------------------------------------ the whole benchmark
+
+LEADERBOARD_METRICS = ("Spearman", "AUC", "MCC", "NDCG", "Top_recall")
+REFERENCE_COLUMNS = ("DMS_id", "DMS_filename", "UniProt_ID", "target_seq", "MSA_filename", "MSA_start", "MSA_end",
+                     "coarse_selection_type", "MSA_Neff_L_category")
+
+
+def read_reference(path: str | os.PathLike) -> list[dict]:
+    """Rows of ProteinGym's ``DMS_substitutions.csv`` (every column kept as text; ``_where`` = file:line).
+    Raises ``ValueError`` naming the file and line for a missing column (``REFERENCE_COLUMNS``), a row
+    with another number of fields, a repeated ``DMS_id`` or an ``MSA_start``/``MSA_end`` outside the target."""
+    rows, seen = [], set()
+    with open_text(path) as f:
+        reader = csv.DictReader(f)
+        missing = [k for k in REFERENCE_COLUMNS if k not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}:1: expected ProteinGym reference columns {list(REFERENCE_COLUMNS)}, missing {missing}")
+        for row in reader:
+            where = f"{path}:{f.lineno}"
+            if None in row or None in row.values():
+                raise ValueError(f"{where}: expected {len(reader.fieldnames)} fields as the header")
+            if row["DMS_id"] in seen:
+                raise ValueError(f"{where}: DMS_id {row['DMS_id']!r} appears twice")
+            seen.add(row["DMS_id"])
+            try:
+                start, end = int(row["MSA_start"]), int(row["MSA_end"])
+            except ValueError:
+                start = end = 0
+            if not 1 <= start <= end <= len(row["target_seq"]):
+                raise ValueError(f"{where}: expected 1 <= MSA_start <= MSA_end <= len(target_seq), got "
+                                 f"{row['MSA_start']!r}, {row['MSA_end']!r}")
+            rows.append({**row, "_where": where})
+    if not rows:
+        raise ValueError(f"{path}: no assays")
+    return rows
+
+
+def assay_metrics(dms_score: Sequence[float], predictions: Sequence[float],
+                  dms_score_bin: Sequence[int] | None = None) -> dict[str, float]:
+    """ProteinGym's five metrics of one assay (``LEADERBOARD_METRICS``): Spearman's rho with
+    ``DMS_score``; ROC-AUC and MCC (the prediction binarized at its median) against ``DMS_score_bin``
+    (NaN without it or without both classes); NDCG and recall of the top 10 % by ``DMS_score``
+    (``evaluation.metrics``)."""
+    from bioxlstm_jax.evaluation.metrics import mcc_at_median, ndcg_top, roc_auc, spearman, top_recall
+
+    y, p = np.asarray(dms_score, float), np.asarray(predictions, float)
+    out = {"Spearman": spearman(p, y), "AUC": float("nan"), "MCC": float("nan"), "NDCG": ndcg_top(y, p),
+           "Top_recall": top_recall(y, p)}
+    if dms_score_bin is not None:
+        b = np.asarray(dms_score_bin, int)
+        if 0 < b.sum() < len(b):
+            out["AUC"], out["MCC"] = roc_auc(p, b), mcc_at_median(p, b)
+    return out
+
+
+def _nanmean(values) -> float:
+    v = np.asarray([x for x in values if not np.isnan(x)], float)
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def leaderboard_summary(per_assay: Sequence[dict], metric: str) -> dict[str, float]:
+    """ProteinGym's averaging of one metric over assays (rows with ``UniProt_ID``,
+    ``coarse_selection_type``, ``MSA_Neff_L_category`` and ``metric``; NaNs skipped as pandas does):
+    the assays of each (protein, selection type) are averaged first, those means per selection type
+    (``Function_<type>``), and ``Average`` is the mean of the selection types' values; by MSA depth the
+    same with the (protein, Neff/L category) means (``<Category>_MSA_depth``)."""
+    def grouped(key):
+        per_protein: dict[tuple, list[float]] = {}
+        for r in per_assay:
+            per_protein.setdefault((r["UniProt_ID"], r[key]), []).append(float(r[metric]))
+        per_value: dict[str, list[float]] = {}
+        for (_, value), xs in per_protein.items():
+            per_value.setdefault(value, []).append(_nanmean(xs))
+        return {value: _nanmean(xs) for value, xs in sorted(per_value.items())}
+
+    functions = grouped("coarse_selection_type")
+    out = {"Average": _nanmean(functions.values())}
+    out.update({f"Function_{t}": v for t, v in functions.items()})
+    out.update({f"{c[:1].upper()}{c[1:]}_MSA_depth": v for c, v in grouped("MSA_Neff_L_category").items()})
+    return out

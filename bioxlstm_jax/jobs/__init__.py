@@ -8,6 +8,7 @@ writes goes under ``workdir``; training jobs resume from it.
 | ``dna_finetune`` | fine-tune a DNA classifier over seeds |
 | ``prot_generate`` / ``chem_generate`` | sample proteins / molecules from a trained model |
 | ``prot_fitness`` | zero-shot fitness of a ProteinGym assay |
+| ``proteingym`` | every ProteinGym assay present, leaderboard metrics and averages, resumable |
 | ``dna_embed`` / ``dna_variants`` | embeddings of a FASTA / variant-effect scores |
 | ``chem_icl`` | in-context generation and ranking on held-out molecular domains |
 """
@@ -19,6 +20,7 @@ from bioxlstm_jax.jobs.fitness import prot_fitness
 from bioxlstm_jax.jobs.generate import chem_generate, prot_generate
 from bioxlstm_jax.jobs.icl import chem_icl
 from bioxlstm_jax.jobs.pretrain import chem_pretrain, dna_pretrain, prot_pretrain
+from bioxlstm_jax.jobs.proteingym import proteingym
 
 __all__ = ["run", "prot_pretrain", "dna_pretrain", "chem_pretrain", "dna_finetune", "prot_generate",
-           "chem_generate", "prot_fitness", "dna_embed", "dna_variants", "chem_icl"]
+           "chem_generate", "prot_fitness", "proteingym", "dna_embed", "dna_variants", "chem_icl"]

@@ -53,7 +53,6 @@ def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:
     state; multi-mutants add single effects). Writes ``workdir/<dms name>_predictions.csv`` (the DMS
     rows plus ``predicted_score``) and, with ``c.plot``, a scatter plot ``<dms name>_predictions.png``.
     Returns ``{"spearman", "auc" (or None), "predictions": path}``."""
-    from bioxlstm_jax.data.formats import read_msa
     from bioxlstm_jax.evaluation import proteingym as pg
     from bioxlstm_jax.evaluation.metrics import roc_auc, spearman
     from bioxlstm_jax.inference import load_lm
@@ -68,24 +67,15 @@ def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:
     else:
         wt = pg.wild_type_from_mutants(rows, offset, where=str(c.dms))
     mutations = [pg.parse_mutant(r["mutant"], offset, wt, where=f"{c.dms}:{r['_line']}: ") for r in rows]
-    msa = [r for _, r in read_msa(c.msa)]
-    query = pg.match_columns(msa[0])[offset - 1: offset - 1 + len(wt)]
-    if len(query) != len(wt):
-        raise ValueError(f"{c.msa}: the query covers {len(query)} columns from residue {offset}, the wild type "
-                         f"has {len(wt)} residues")
-    pg.check_query(query, wt, offset, str(c.msa))
-    weights = pg.homology_weights([pg.match_columns(r)[offset - 1: offset - 1 + len(wt)] for r in msa])
+    msa, start, weights = pg.prepare_msa(c.msa, wt, offset)
     positions = sorted({m.pos for muts in mutations for m in muts})
     model, params = load_lm(c.ckpt)
-    effects = []
-    for seed in range(c.replicates):  # a progress bar per replicate
-        context = pg.sample_context(msa, wt, start=offset, seed=seed, max_tokens=c.max_context_tokens,
-                                    max_sequences=c.max_context_sequences, weights=weights)
-        effects.append(pg.single_site_scores(model, params, context, positions, batch_size=c.batch_size,
-                                             segment_length=c.segment_length))
-    effect = np.mean(effects, 0)
+    effect = pg.fitness_effects(model, params, msa, wt, positions, start=start, weights=weights,
+                                replicates=c.replicates, max_tokens=c.max_context_tokens,
+                                max_sequences=c.max_context_sequences, batch_size=c.batch_size,
+                                segment_length=c.segment_length)
     if c.retrieval_alpha:
-        retrieval = pg.independent_site_scores(msa, wt, start=offset, weights=weights)
+        retrieval = pg.independent_site_scores(msa, wt, start=start, weights=weights)
         effect = (1 - c.retrieval_alpha) * effect + c.retrieval_alpha * retrieval
     pred = pg.score_mutants(effect, mutations)
     for r, p in zip(rows, pred):

@@ -109,6 +109,11 @@ CASES = {
         "prot_fitness", {"ckpt": "/nonexistent", "msa": str(MSA),
                          "dms": lambda t: make(t, "ragged.csv", "\n".join(dms_lines()[:3] + [dms_lines()[3] + ",7"]) + "\n")},
         r"ragged\.csv:4: expected \d+ fields as the header, got \d+"),
+    "proteingym/unknown_assay": ("proteingym", {"ckpt": "/nonexistent", "dms_ids": "BLAT_ECOLX_Deng_2012,NOPE"},
+                                 r"--config\.dms_ids: NOPE not in .*DMS_substitutions_BLAT_ECOLX\.csv\.gz"),
+    "proteingym/missing_folder": ("proteingym", {"ckpt": "/nonexistent", "reference": str(BLAT / "DMS_substitutions_BLAT_ECOLX.csv.gz"),
+                                                 "dms_dir": "/nonexistent_dms", "msa": str(MSA)},
+                                  r"--config\.dms_dir=/nonexistent_dms: no such folder"),
     "dna_variants/label": (
         "dna_variants", {"ckpt": "/nonexistent", "genome": str(GENOME),
                          "variants": lambda t: make(t, "v.tsv", "chrom\tpos\tref\talt\tlabel\nchr2\t20000\tA\tG\t1\n"

@@ -82,3 +82,38 @@ def test_fitness_rejects_a_wrong_wild_type(workdir, tmp_path):
                       f"--workdir={tmp_path / 'x'}", ok=False)
     assert res.returncode != 0 and "outside the wild type" in res.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_proteingym_scores_the_four_blat_assays_with_the_baseline_and_resumes(workdir, tmp_path):
+    """The shipped example (four BLAT_ECOLX assays, one protein and MSA: one set of prefills), then a
+    re-run after one assay's output is lost (an interrupted assay never leaves its CSV: atomic write):
+    only that assay is scored again, to the same numbers, and the summary is unchanged."""
+    out = tmp_path / "pg"
+    args = ["experiments.proteingym", f"--config.ckpt={workdir}", f"--workdir={out}", "--config.replicates=1",
+            "--config.max_context_tokens=1500", "--config.batch_size=64", "--config.progress=False"]
+    log = run_command(*args).stdout
+    ids = ["BLAT_ECOLX_Deng_2012", "BLAT_ECOLX_Firnberg_2014", "BLAT_ECOLX_Jacquier_2013", "BLAT_ECOLX_Stiffler_2015"]
+    assert sorted(p.stem for p in (out / "assays").iterdir()) == ids
+    assert "4 assays (0 skipped for missing files)" in log and "independent_site" in log
+    sizes = {i: len(list(csv.DictReader((out / "assays" / f"{i}.csv").open()))) for i in ids}
+    assert sizes == {"BLAT_ECOLX_Deng_2012": 4996, "BLAT_ECOLX_Firnberg_2014": 4783, "BLAT_ECOLX_Jacquier_2013": 989,
+                     "BLAT_ECOLX_Stiffler_2015": 4996}
+    per_assay = list(csv.DictReader((out / "per_assay.csv").open()))
+    assert [(r["DMS_id"], r["scorer"]) for r in per_assay] == [(i, s) for i in ids for s in ("model", "independent_site")]
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    base = summary["independent_site"]["Spearman"]
+    assert base["Average"] == base["Function_OrganismalFitness"] == base["High_MSA_depth"]
+    assert 0.4 < base["Average"] < 0.8  # the MSA profile ranks BLAT's mutants well (measured 0.61)
+    assert (out / "spearman.png").read_bytes()[:4] == b"\x89PNG"
+    lost = out / "assays" / "BLAT_ECOLX_Firnberg_2014.csv"
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "assays").iterdir()}
+    summary_before = (out / "summary.csv").read_text()
+    lost.unlink()
+    log = run_command(*args).stdout
+    assert "resuming: 3 of 4 assays already scored" in log
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "assays").iterdir()}
+    assert {k: v for k, v in after.items() if k != lost.name} == {k: v for k, v in before.items() if k != lost.name}
+    assert after[lost.name][0] == before[lost.name][0]
+    assert (out / "summary.csv").read_text() == summary_before
+    res = run_command(*[a for a in args if "replicates" not in a], "--config.replicates=2", ok=False)
+    assert res.returncode == 2 and "scored with other settings (replicates is 1 there, 2 here)" in res.stderr
