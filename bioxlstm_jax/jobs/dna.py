@@ -18,10 +18,13 @@ __all__ = ["dna_embed", "dna_variants", "pretraining_objective"]
 def dna_embed(c: ml_collections.ConfigDict, workdir: str) -> dict[str, Path]:
     """Embeddings of every sequence of ``c.fasta`` in ``workdir`` (``inference.dna.write_embeddings``:
     ``pooled.npy``, ``per_position.npy``, ``offsets.npy``, ``ids.txt``); returns their paths."""
+    from bioxlstm_jax.data.formats import GENOME_ALPHABET, read_fasta
     from bioxlstm_jax.inference import load_lm
     from bioxlstm_jax.inference.dna import write_embeddings
 
     require(c, "ckpt", "fasta")
+    for _ in read_fasta(c.fasta, alphabet=GENOME_ALPHABET):  # the whole input is checked before the model loads
+        pass
     model, params = load_lm(c.ckpt)
     paths = write_embeddings(model, params, c.fasta, workdir, batch_size=c.batch_size)
     shape = np.load(paths["pooled"], mmap_mode="r").shape

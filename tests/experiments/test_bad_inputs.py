@@ -114,6 +114,14 @@ CASES = {
     "proteingym/missing_folder": ("proteingym", {"ckpt": "/nonexistent", "reference": str(BLAT / "DMS_substitutions_BLAT_ECOLX.csv.gz"),
                                                  "dms_dir": "/nonexistent_dms", "msa": str(MSA)},
                                   r"--config\.dms_dir=/nonexistent_dms: no such folder"),
+    "dna_embed/binary_fasta": ("dna_embed", {"ckpt": "/nonexistent", "fasta": lambda t: make(t, "x.fa", b">a\nACGT\n>b\nAC\xffGT\n")},
+                               r"x\.fa:4: not UTF-8 text \(byte 0xff; a binary file\?\)"),
+    "dna_embed/bad_base": ("dna_embed", {"ckpt": "/nonexistent", "fasta": lambda t: make(t, "x.fa", ">a\nACGT\n>b\nACJT\n")},
+                           r"x\.fa:4: characters 'J' are not in the alphabet"),
+    "chem_icl/one_molecule_domain": ("chem_icl", {"domains": lambda t: make(t, "d.txt", "CCO.CCN\nCCC\nCO.CN\n")},
+                                     r"d\.txt:2: a domain needs at least 2 molecules joined by '\.', got 1"),
+    "chem_icl/heldout": ("chem_icl", {"domains": lambda t: make(t, "d.txt", "CCO.CCN\nCO.CN\n"), "heldout": 2},
+                         r"d\.txt: 2 domains; --config\.heldout must be in \[1, 1\]"),
     "dna_variants/label": (
         "dna_variants", {"ckpt": "/nonexistent", "genome": str(GENOME),
                          "variants": lambda t: make(t, "v.tsv", "chrom\tpos\tref\talt\tlabel\nchr2\t20000\tA\tG\t1\n"
