@@ -174,8 +174,8 @@ def _small_blocks_bwd(res, g):
     dx = sum(g32[..., :, j, None] * w32[:, j, :] for j in range(w.shape[1])).astype(xh.dtype)
     x32, lead = xh.astype(jnp.float32), tuple(range(g.ndim - 2))
     # One broadcast multiply-reduce over the tokens: XLA fuses the product into the reduction, so the
-    # (..., NH, out, in) product is never stored (no temporary buffer); 3-4x faster than one strided
-    # multiply-reduce per (out, in) pair (benchmarks/ops_cpu.py, "headwise").
+    # (..., NH, out, in) product is never stored (no temporary buffer); 3x faster than one strided
+    # multiply-reduce per (out, in) pair (measured at 32 x 100 tokens x 256 blocks of 4 x 4 on 2 cores).
     dw = jnp.sum(g32[..., :, :, None] * x32[..., :, None, :], axis=lead)
     return dx, dw.astype(w.dtype)
 
