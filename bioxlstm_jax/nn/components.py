@@ -159,7 +159,7 @@ def _small_blocks(xh: jax.Array, w: jax.Array) -> jax.Array:
     """``einsum("...hd,hod->...ho")`` for tiny blocks (d, o <= 8) as d broadcast multiply-adds in
     float32, with a custom VJP (dx unrolled the same way, dW one fused broadcast-reduce over the
     tokens). XLA's CPU einsum and autodiff run these many tiny products slowly: at 3200 tokens x
-    256 blocks of 4 x 4 (2 CPU cores), forward 3.4 ms here vs 20 ms, backward 10 ms."""
+    256 blocks of 4 x 4, forward+backward 7.7 ms here vs 31 ms."""
     x32, w32 = xh.astype(jnp.float32), w.astype(jnp.float32)
     return sum(x32[..., :, None, k] * w32[:, :, k] for k in range(w.shape[-1])).astype(xh.dtype)
 
@@ -173,10 +173,9 @@ def _small_blocks_bwd(res, g):
     g32, w32 = g.astype(jnp.float32), w.astype(jnp.float32)
     dx = sum(g32[..., :, j, None] * w32[:, j, :] for j in range(w.shape[1])).astype(xh.dtype)
     x32, lead = xh.astype(jnp.float32), tuple(range(g.ndim - 2))
-    # One broadcast multiply-reduce over the tokens: XLA fuses the product into the reduction, so the
-    # (..., NH, out, in) product is never stored (no temporary buffer); 3x faster than one strided
-    # multiply-reduce per (out, in) pair (measured at 32 x 100 tokens x 256 blocks of 4 x 4 on 2 cores).
-    dw = jnp.sum(g32[..., :, :, None] * x32[..., :, None, :], axis=lead)
+    # One multiply-reduce per (out, in) pair: never the (..., NH, out, in) product (16x x's size).
+    dw = jnp.stack([jnp.stack([jnp.sum(g32[..., j] * x32[..., i], axis=lead) for i in range(w.shape[2])], -1)
+                    for j in range(w.shape[1])], -2)
     return dx, dw.astype(w.dtype)
 
 

@@ -65,6 +65,8 @@ CASES = {
     "prot_pretrain/steps": ("prot_pretrain", {"steps": -1}, r"--config\.steps=-1: expected an integer >= 1"),
     "dna_pretrain/truncated_genome": ("dna_pretrain", {"fasta": lambda t: make(t, "g.fa.gz", truncated_gzip(GENOME))},
                                       r"g\.fa\.gz:\d+: the gzip stream ends early"),
+    "dna_pretrain/j_in_genome": ("dna_pretrain", {"fasta": lambda t: make(t, "g.fa", ">chr1\n" + "acgt" * 300 + "\nacgjn\n")},
+                                 r"g\.fa:3: characters 'j' are not in the alphabet"),
     "dna_pretrain/ragged_bed": ("dna_pretrain", {"bed": lambda t: make(t, "r.bed", "chr2\t100\t2000000\ttrain\nchr2\t7\n")},
                                 r"r\.bed:2: expected 'chrom start end \[split\]', got 'chr2\\t7'"),
     "dna_finetune/negative_label": (
