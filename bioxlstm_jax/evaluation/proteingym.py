@@ -96,24 +96,12 @@ def read_dms(path: str | os.PathLike) -> list[dict]:
 
 
 def wild_type_from_reference(reference_csv: str | os.PathLike, dms_id: str) -> tuple[str, int]:
-    """``(wild type, offset)`` from ProteinGym's ``DMS_substitutions.csv`` row ``DMS_id``: the target
-    sequence cropped to ``[MSA_start - 1, MSA_end)`` and ``MSA_start``."""
-    need = ("DMS_id", "target_seq", "MSA_start", "MSA_end")
-    with open_text(reference_csv) as f:
-        reader = csv.DictReader(f)
-        missing = [k for k in need if k not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(f"{reference_csv}:1: expected columns {list(need)}, missing {missing}")
-        for row in reader:
-            if row["DMS_id"] == dms_id:
-                try:
-                    start, end = int(row["MSA_start"]), int(row["MSA_end"])
-                except (TypeError, ValueError):
-                    start = end = 0
-                if not 1 <= start <= end <= len(row["target_seq"] or ""):
-                    raise ValueError(f"{reference_csv}:{f.lineno}: expected 1 <= MSA_start <= MSA_end <= the length "
-                                     f"of target_seq, got {row['MSA_start']!r}, {row['MSA_end']!r}")
-                return row["target_seq"][start - 1:end], start
+    """``(wild type, offset)`` from ProteinGym's ``DMS_substitutions.csv`` row ``DMS_id`` (``read_reference``):
+    the target sequence cropped to ``[MSA_start - 1, MSA_end)`` and ``MSA_start``."""
+    for row in read_reference(reference_csv):
+        if row["DMS_id"] == dms_id:
+            start, end = int(row["MSA_start"]), int(row["MSA_end"])
+            return row["target_seq"][start - 1:end], start
     raise ValueError(f"{reference_csv}: no row with DMS_id {dms_id!r}")
 
 
