@@ -39,7 +39,7 @@ from bioxlstm_jax.training.mesh import (
 from bioxlstm_jax.training.optim import make_optimizer
 
 __all__ = ["TrainState", "Task", "base_config", "train", "make_train_step", "make_eval_step", "init_state",
-           "check_config", "check_resume", "RESUMABLE_KEYS"]
+           "check_config", "check_resume", "data_fingerprint", "RESUMABLE_KEYS"]
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -120,6 +120,22 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         bad("allow_changes", f"{', '.join(unknown)} is not a config key")
 
 
+DATA_FILE = "data.json"  # the run's data fingerprint
+
+
+def data_fingerprint(example: dict, processes: int) -> str:
+    """``data.json``: SHA-256 of the first local training batch (keys, dtypes, shapes and bytes) and the
+    process count. The same data, seed and batch size give the same batch."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(example):
+        x = np.ascontiguousarray(example[key])
+        digest.update(f"{key}:{x.dtype}:{x.shape};".encode())
+        digest.update(x.tobytes())
+    return json.dumps({"first_batch_sha256": digest.hexdigest(), "processes": processes}, indent=1)
+
+
 def _allowed(config) -> list[str]:
     return [k.strip() for k in config.get("allow_changes", "").split(",") if k.strip()]
 
@@ -133,8 +149,9 @@ def check_resume(workdir: Path, config: ml_collections.ConfigDict, files: dict[s
     """Refuses to resume a run of another configuration: when ``workdir`` holds a checkpoint, its
     ``config.json`` may differ from ``config`` only in ``RESUMABLE_KEYS`` and the keys listed in
     ``config.allow_changes`` (e.g. another data file, on purpose), and every other file it wrote
-    (``model.json``, a tokenizer's ``vocab.json``) must be the same. Raises ``ValueError`` naming every
-    differing key, before anything is written."""
+    (``model.json``, a tokenizer's ``vocab.json``) must be the same; ``data.json`` (a hash of the
+    first training batch) catches data that changed behind an unchanged path, allowed only with a
+    non-empty ``allow_changes``. Raises ``ValueError`` naming every difference, before anything is written."""
     if not _has_checkpoint(workdir):
         return
     allowed = set(_allowed(config))
@@ -145,6 +162,11 @@ def check_resume(workdir: Path, config: ml_collections.ConfigDict, files: dict[s
         return [f"{k} is {old[k]!r} there, {new[k]!r} here" for k in keys
                 if k not in allowed and not any(k == s or k.startswith(s + ".") for s in skip)]
 
+    old_config = workdir / "config.json"
+    old_flat = _flat(json.loads(old_config.read_text())) if old_config.exists() else {}
+    new_flat = _flat(json.loads(files["config.json"]))
+    config_same = all(new_flat.get(k, v) == v or any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)
+                      for k, v in old_flat.items())
     problems = []
     for name, text in files.items():
         path = workdir / name
@@ -152,6 +174,12 @@ def check_resume(workdir: Path, config: ml_collections.ConfigDict, files: dict[s
             continue
         old = path.read_text()
         if old == text:
+            continue
+        if name == DATA_FILE:
+            if not allowed and config_same:  # else the differing keys explain (or allow) other batches
+                problems.append(f"{DATA_FILE}: the training data differs (the first batch of its pipeline at this "
+                                "seed and batch size), though no config key changed; if the data changed on "
+                                "purpose, name its key in --config.allow_changes")
             continue
         if name.endswith(".json"):
             try:
@@ -312,10 +340,12 @@ def _check_batch(config, n_devices: int, n_processes: int) -> None:
 def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mesh | None = None) -> TrainState:
     """Trains ``task`` for ``config.steps`` optimizer steps in ``workdir``; returns the final state.
 
-    Writes ``config.json``, ``metrics.jsonl`` (``train/loss``, ``train/perplexity``,
-    ``train/accuracy``, ``train/grad_norm``, ``train/lr``, ``train/tokens_per_s``, ``eval/...``),
-    ``tensorboard/``, ``curves.png``, ``checkpoints/`` and ``best/``. Raises ``FloatingPointError``
-    when a step's loss or gradient is not finite (the last good checkpoint stays the latest).
+    Writes ``config.json``, ``data.json`` (``data_fingerprint``), ``metrics.jsonl`` (``train/loss``,
+    ``train/perplexity``, ``train/accuracy``, ``train/grad_norm``, ``train/lr``, ``train/tokens_per_s``,
+    ``eval/...``), ``tensorboard/``, ``curves.png``, ``checkpoints/`` and ``best/``, after checking the
+    config, the data's first batches and the workdir (``check_config``, ``check_resume``; one run per
+    workdir: ``io.workdir_lock``). Raises ``FloatingPointError`` when a step's loss or gradient is not
+    finite (the last good checkpoint stays the latest).
     ``mesh`` (default: ``config.mesh`` over every device) may be any ``(data, fsdp)`` mesh.
     """
     workdir = Path(workdir)
@@ -338,7 +368,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
         if config.best_metric not in {f"eval/{k}" for k in names}:
             raise ValueError(f"--config.best_metric={config.best_metric!r}: expected an evaluation metric, one of "
                              f"{', '.join(sorted(f'eval/{k}' for k in names))}")
-    files = {"config.json": config.to_json(indent=2), **task.files}
+    files = {"config.json": config.to_json(indent=2), DATA_FILE: data_fingerprint(example, n_proc), **task.files}
     if task.model_config is not None:
         files["model.json"] = json.dumps(task.model_config.to_dict(), indent=2)
 

@@ -233,6 +233,15 @@ def test_a_workdir_of_another_configuration_is_refused_before_anything_is_writte
     with pytest.raises(ValueError, match="num_sequences is 64 there, 48 here"):
         train(other, tmp_path, tiny_experiment.build_task(other), mesh=make_mesh(data=8))
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    # other data behind the same config (a file rewritten in place): caught by data.json
+    import dataclasses
+
+    same = tiny(steps=6)
+    task = tiny_experiment.build_task(tiny(steps=6, num_sequences=48))
+    with pytest.raises(ValueError, match="data.json: the training data differs"):
+        train(same, tmp_path, dataclasses.replace(tiny_experiment.build_task(same), train_data=task.train_data),
+              mesh=make_mesh(data=8))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"} == before
     other.allow_changes = "num_sequences"
     assert int(train(other, tmp_path, tiny_experiment.build_task(other), mesh=make_mesh(data=8)).step) == 6
     assert json.loads((tmp_path / "config.json").read_text())["num_sequences"] == 48
