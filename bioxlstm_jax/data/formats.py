@@ -30,7 +30,7 @@ def _what_went_wrong(e: BaseException) -> str:
 class TextFile:
     """Lines of a text file (``open_text``) read from a binary stream ``raw``: UTF-8, a byte-order mark
     skipped, CRLF line ends read as LF. A decoding, gzip, zip or truncation error raises ``ValueError``
-    naming the file and the line it happened on. Iterate it, or ``readline()`` / ``read()`` it;
+    naming the file and the line it happened on. Iterate it, or ``readline()`` it;
     ``lineno`` is the number of the last line read."""
 
     def __init__(self, path: Path | str, raw):
@@ -64,9 +64,6 @@ class TextFile:
 
     def readline(self) -> str:
         return next(self, "")
-
-    def read(self) -> str:
-        return "".join(self)
 
 
 def open_text(path: str | os.PathLike) -> TextFile:

@@ -79,9 +79,9 @@ def read_dms(path: str | os.PathLike) -> list[dict]:
         rows = []
         for row in reader:
             lineno = f.lineno
-            if None in row or None in row.values():
-                raise ValueError(f"{path}:{lineno}: expected {len(reader.fieldnames)} fields as the header, got "
-                                 f"{len(reader.fieldnames) + len(row.get(None, ())) - list(row.values()).count(None)}")
+            if None in row or None in row.values():  # DictReader: extra fields under None, missing ones None
+                got = sum(v is not None for k, v in row.items() if k is not None) + len(row.get(None, ()))
+                raise ValueError(f"{path}:{lineno}: expected {len(reader.fieldnames)} fields as the header, got {got}")
             try:
                 row["DMS_score"] = float(row["DMS_score"])
             except (TypeError, ValueError):
