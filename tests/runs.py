@@ -90,7 +90,7 @@ CHEM_TINY = ["--config.small_model.embedding_dim=16", "--config.small_model.num_
              "--config.small_model.mlstm_num_heads=1", "--config.batch_size=8", "--config.eval_batch_size=8",
              "--config.eval_every=2", "--config.eval_steps=2", "--config.checkpoint_every=2", "--config.log_every=1",
              "--config.progress=False", "--config.async_checkpoint=False"]
-DNA_TINY = ["--config.small_model.embedding_dim=32", "--config.small_model.num_blocks=2",
+DNA_TINY = ["--config.small_model.embedding_dim=32", "--config.small_model.num_blocks=1",
             "--config.small_model.mlstm_num_heads=1", "--config.small_model.chunk_size=32",
             "--config.context_length=128", "--config.batch_size=4", "--config.eval_batch_size=4",
             "--config.eval_every=2", "--config.eval_steps=2", "--config.checkpoint_every=2", "--config.log_every=1",

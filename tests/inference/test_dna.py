@@ -16,7 +16,7 @@ SEQ = CHR1["chr1"]
 
 
 def tiny(**changes):
-    cfg = presets.get("dna_xlstm_4m", embedding_dim=32, num_blocks=2, mlstm_num_heads=2, chunk_size=16, **changes)
+    cfg = presets.get("dna_xlstm_4m", embedding_dim=32, num_blocks=1, mlstm_num_heads=2, chunk_size=16, **changes)
     model = XLSTMLM(cfg)
     return model, model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))["params"]
 

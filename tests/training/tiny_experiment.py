@@ -46,7 +46,7 @@ def get_config():
     c.seq_len = 32
     c.num_sequences = 64
     c.pack = True
-    c.model = ml_collections.ConfigDict(dict(vocab_size=26, embedding_dim=16, num_blocks=2, mlstm_num_heads=2,
+    c.model = ml_collections.ConfigDict(dict(vocab_size=26, embedding_dim=16, num_blocks=1, mlstm_num_heads=2,
                                              chunk_size=8, context_length=32))
     c.optimizer.warmup_steps = 2
     c.seconds_per_batch = 0.0  # > 0 slows the data down, so tests can interrupt a run mid-way
