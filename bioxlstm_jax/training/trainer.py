@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import itertools
 import json
 import signal
@@ -126,8 +127,6 @@ DATA_FILE = "data.json"  # the run's data fingerprint
 def data_fingerprint(example: dict, processes: int) -> str:
     """``data.json``: SHA-256 of the first local training batch (keys, dtypes, shapes and bytes) and the
     process count. The same data, seed and batch size give the same batch."""
-    import hashlib
-
     digest = hashlib.sha256()
     for key in sorted(example):
         x = np.ascontiguousarray(example[key])
@@ -156,17 +155,16 @@ def check_resume(workdir: Path, config: ml_collections.ConfigDict, files: dict[s
         return
     allowed = set(_allowed(config))
 
-    def differing(old: dict, new: dict, skip=()) -> list[str]:
-        old, new = _flat(old), _flat(new)
-        keys = [k for k in old if k in new and old[k] != new[k]]
-        return [f"{k} is {old[k]!r} there, {new[k]!r} here" for k in keys
-                if k not in allowed and not any(k == s or k.startswith(s + ".") for s in skip)]
+    def changes(old: dict, new: dict, skip=()) -> list[str]:  # flat keys in both that differ, outside `skip`
+        return [k for k in old if k in new and old[k] != new[k] and not any(k == s or k.startswith(s + ".") for s in skip)]
+
+    def described(old: dict, new: dict, keys: list[str]) -> list[str]:
+        return [f"{k} is {old[k]!r} there, {new[k]!r} here" for k in keys if k not in allowed]
 
     old_config = workdir / "config.json"
-    old_flat = _flat(json.loads(old_config.read_text())) if old_config.exists() else {}
-    new_flat = _flat(json.loads(files["config.json"]))
-    config_same = all(new_flat.get(k, v) == v or any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS)
-                      for k, v in old_flat.items())
+    old_cfg = _flat(json.loads(old_config.read_text())) if old_config.exists() else {}
+    new_cfg = _flat(json.loads(files["config.json"]))
+    config_changes = changes(old_cfg, new_cfg, RESUMABLE_KEYS)
     problems = []
     for name, text in files.items():
         path = workdir / name
@@ -176,10 +174,15 @@ def check_resume(workdir: Path, config: ml_collections.ConfigDict, files: dict[s
         if old == text:
             continue
         if name == DATA_FILE:
-            if not allowed and config_same:  # else the differing keys explain (or allow) other batches
+            if not allowed and not config_changes:  # else the differing keys explain (or allow) other batches
                 problems.append(f"{DATA_FILE}: the training data differs (the first batch of its pipeline at this "
                                 "seed and batch size), though no config key changed; if the data changed on "
                                 "purpose, name its key in --config.allow_changes")
+            continue
+        if name == "config.json":
+            diff = described(old_cfg, new_cfg, config_changes)
+            if diff:
+                problems.append(f"{name}: " + "; ".join(diff))
             continue
         if name.endswith(".json"):
             try:
@@ -187,11 +190,9 @@ def check_resume(workdir: Path, config: ml_collections.ConfigDict, files: dict[s
             except json.JSONDecodeError:
                 old_obj = new_obj = None
             if isinstance(old_obj, dict) and isinstance(new_obj, dict):
-                diff = differing(old_obj, new_obj, RESUMABLE_KEYS if name == "config.json" else ())
-                if name != "config.json" and not diff:
-                    diff = ["its content"]
-                if diff:
-                    problems.append(f"{name}: " + "; ".join(diff))
+                old_obj, new_obj = _flat(old_obj), _flat(new_obj)
+                diff = described(old_obj, new_obj, changes(old_obj, new_obj)) or ["its content"]
+                problems.append(f"{name}: " + "; ".join(diff))
                 continue
         problems.append(f"{name}: its content")
     if problems:

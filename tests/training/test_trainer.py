@@ -1,5 +1,6 @@
 """The training loop: data parallelism and FSDP are exact, resume is exact, the NaN guard, outputs."""
 
+import dataclasses
 import json
 import re
 import struct
@@ -234,8 +235,6 @@ def test_a_workdir_of_another_configuration_is_refused_before_anything_is_writte
         train(other, tmp_path, tiny_experiment.build_task(other), mesh=make_mesh(data=8))
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"} == before
     # other data behind the same config (a file rewritten in place): caught by data.json
-    import dataclasses
-
     same = tiny(steps=6)
     task = tiny_experiment.build_task(tiny(steps=6, num_sequences=48))
     with pytest.raises(ValueError, match="data.json: the training data differs"):
