@@ -185,9 +185,8 @@ def _small_blocks_bwd(res, g):
     g32, w32 = g.astype(jnp.float32), w.astype(jnp.float32)
     dx = sum(g32[..., :, j, None] * w32[:, j, :] for j in range(w.shape[1])).astype(xh.dtype)
     x32, lead = xh.astype(jnp.float32), tuple(range(g.ndim - 2))
-    # One multiply-reduce per (out, in) pair: never the (..., NH, out, in) product (16x x's size).
-    dw = jnp.stack([jnp.stack([jnp.sum(g32[..., j] * x32[..., i], axis=lead) for i in range(w.shape[2])], -1)
-                    for j in range(w.shape[1])], -2)
+    # One broadcast multiply-reduce per output column: the (..., NH, in) product, never (..., NH, out, in).
+    dw = jnp.stack([jnp.sum(g32[..., j, None] * x32, axis=lead) for j in range(w.shape[1])], -2)
     return dx, dw.astype(w.dtype)
 
 
