@@ -9,6 +9,7 @@ pre-activation and ``fgate`` the forget gate; the official modules have the two 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -51,24 +52,30 @@ def _dense(features, cfg, name, init, use_bias=False):
     )
 
 
-class _ConcatDense(nn.Module):
-    """``nn.Dense`` (float32, zero-initialised kernel) of ``concatenate(xs, -1)`` without building the
-    concatenation: one matmul per part with its rows of the kernel (the gates read q, k and v; the
-    concatenation and its gradient would be 2 x 3 inner dims per token)."""
+class _GateParams(nn.Module):
+    """The ``kernel`` (in, features) (zero init) and ``bias`` (features,) of one gate's ``nn.Dense``, float32."""
 
     features: int
     bias_init: Any
 
     @nn.compact
-    def __call__(self, xs):
-        sizes = [x.shape[-1] for x in xs]
-        kernel = self.param("kernel", nn.initializers.zeros_init(), (sum(sizes), self.features), jnp.float32)
-        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        out, start = bias, 0
-        for x, n in zip(xs, sizes):
-            out = out + jnp.dot(x.astype(jnp.float32), kernel[start:start + n])
-            start += n
-        return out
+    def __call__(self, in_features: int):
+        kernel = self.param("kernel", nn.initializers.zeros_init(), (in_features, self.features), jnp.float32)
+        return kernel, self.param("bias", self.bias_init, (self.features,), jnp.float32)
+
+
+def _gates(xs, params):
+    """The gates' pre-activations, ``concatenate(xs, -1) @ kernel + bias`` for each (kernel, bias) in
+    ``params``, without building the concatenation: one matmul per part of ``xs`` with its rows of all
+    the gates' kernels side by side (the gates read q, k and v; the concatenation and its gradient
+    would be 2 x 3 inner dims per token, and a matmul per gate would read each part once per gate)."""
+    kernel = jnp.concatenate([k for k, _ in params], axis=-1)
+    out, start = jnp.concatenate([b for _, b in params]), 0
+    for x in xs:
+        n = x.shape[-1]
+        out = out + jnp.dot(x.astype(jnp.float32), kernel[start:start + n])
+        start += n
+    return jnp.split(out, list(itertools.accumulate(k.shape[-1] for k, _ in params))[:-1], axis=-1)
 
 
 class MLSTMLayer(nn.Module):
@@ -104,9 +111,8 @@ class MLSTMLayer(nn.Module):
         v = LinearHeadwiseExpand(**headwise, name="v_proj")(x_m)
         if cfg.rope == "inner":
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        gate_in = (q, k, v)
-        i_pre = _ConcatDense(NH, bias_init=nn.initializers.normal(0.1), name="igate")(gate_in)
-        f_pre = _ConcatDense(NH, bias_init=_linspace_init(3.0, 6.0), name="fgate")(gate_in)
+        i_pre, f_pre = _gates((q, k, v), [_GateParams(NH, nn.initializers.normal(0.1), name="igate")(3 * I),
+                                          _GateParams(NH, _linspace_init(3.0, 6.0), name="fgate")(3 * I)])
         q, k, v = (t.reshape(B, S, NH, DH) for t in (q, k, v))
         if cfg.rope == "head":
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
