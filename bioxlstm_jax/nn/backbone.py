@@ -18,17 +18,31 @@ planned for a training step, against 196 KiB with whole blocks and 2,020 KiB wit
 
 from __future__ import annotations
 
+import functools
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 
+from bioxlstm_jax import ops
 from bioxlstm_jax.nn.components import LayerNorm
 from bioxlstm_jax.nn.config import XLSTMConfig
 from bioxlstm_jax.nn.layers import GatedFeedForward, MLSTMLayer, SLSTMLayer, small_init
 from bioxlstm_jax.nn.rope import rope_angles
 from bioxlstm_jax.nn.state import block_zero_state
 
-__all__ = ["XLSTMBlock", "XLSTMBackbone", "reverse_complement"]
+__all__ = ["XLSTMBlock", "XLSTMBackbone", "reverse_complement", "CONTEXT_AXIS", "context_shards"]
+
+CONTEXT_AXIS = "context"
+
+
+def context_shards() -> int:
+    """How many equal parts the sequence of a forward pass is split into: the size of the ``context``
+    axis of the mesh set with ``jax.set_mesh`` (1 without one). See ``XLSTMBackbone``."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return 1 if mesh.empty or CONTEXT_AXIS not in mesh.axis_names else mesh.shape[CONTEXT_AXIS]
 
 
 def reverse_complement(tokens: jax.Array, complement_map) -> jax.Array:
@@ -52,12 +66,14 @@ class XLSTMBlock(nn.Module):
     return_state: bool = False
 
     @nn.compact
-    def __call__(self, x, rope=None, state=None, resets=None):
+    def __call__(self, x, rope=None, state=None, resets=None, summarize: bool = False):
         cfg = self.config
         is_slstm = cfg.block_types[self.block_idx] == "s"
         layer_cls = SLSTMLayer if is_slstm else MLSTMLayer
         layer = layer_cls(cfg, self.block_idx, self.return_state, name="xlstm")
-        y, new_state = layer(LayerNorm(name="xlstm_norm")(x), rope, state, resets)
+        y, new_state = layer(LayerNorm(name="xlstm_norm")(x), rope, state, resets, summarize=summarize)
+        if summarize:  # the mLSTM's summary of x (context parallelism), no output
+            return None, new_state
         x = x + y
         if is_slstm:
             x = x + GatedFeedForward(cfg, name="ffn")(LayerNorm(name="ffn_norm")(x))
@@ -111,13 +127,20 @@ class XLSTMBackbone(nn.Module):
         elif cfg.rope == "head":
             rope = tuple(a[:, :, None, :] for a in rope_angles(positions, cfg.mlstm_head_dim, cfg.rope_base))
 
+        shards = 1 if self.is_initializing() else context_shards()
+        if shards > 1:
+            _check_context_split(cfg, S, shards)
         if cfg.remat != "none" and not self.is_initializing():
-            x, new_states = _remat_blocks(cfg, self.variables["params"], x, rope, state, resets, return_state)
+            x, new_states = _remat_blocks(cfg, self.variables["params"], x, rope, state, resets, return_state, shards)
         else:
             new_states = []
             for idx in range(cfg.num_blocks):
-                block = XLSTMBlock(cfg, idx, return_state, name=f"block_{idx}")
-                x, block_new = _directed(cfg, idx, block, x, rope, None if state is None else state[idx], resets)
+                block = XLSTMBlock(cfg, idx, return_state or shards > 1, name=f"block_{idx}")
+                apply = block
+                if shards > 1:
+                    apply = _context_parallel(cfg, block, functools.partial(block, summarize=True),
+                                              functools.partial(block, summarize=True), shards, return_state)
+                x, block_new = _directed(cfg, idx, apply, x, rope, None if state is None else state[idx], resets)
                 new_states.append(block_new)
         if cfg.add_post_blocks_norm:
             norm = LayerNorm(name="post_blocks_norm")
@@ -181,18 +204,19 @@ def _segmented(apply, zero, L, policy, return_state):
         tail = lambda t: t[:, n * L:]  # noqa: E731
         state, ys = jax.lax.scan(step, zero if state is None else state,
                                  jax.tree.map(segments, (h, rope, resets)))
-        y = jnp.moveaxis(ys, 0, 1).reshape(B, n * L, *ys.shape[3:])
+        y = None if ys is None else jnp.moveaxis(ys, 0, 1).reshape(B, n * L, *ys.shape[3:])
         if n * L < S:
             state, y_tail = step(state, jax.tree.map(tail, (h, rope, resets)))
-            y = jnp.concatenate([y, y_tail], axis=1)
+            y = None if y is None else jnp.concatenate([y, y_tail], axis=1)
         return y, state if return_state else None
 
     return run
 
 
-def _remat_blocks(cfg, params, x, rope, state, resets, return_state):
+def _remat_blocks(cfg, params, x, rope, state, resets, return_state, shards=1):
     """The blocks as scans over each run of consecutive blocks of one type (see the module
-    docstring): ``(x, per-block new states or Nones)``."""
+    docstring): ``(x, per-block new states or Nones)``; ``shards > 1``: each pass split over the
+    sequence (``_context_parallel``), segments within each part."""
     policy = _REMAT_POLICIES[cfg.remat]
     types = cfg.block_types
     B, S = x.shape[:2]
@@ -203,9 +227,9 @@ def _remat_blocks(cfg, params, x, rope, state, resets, return_state):
         while end < cfg.num_blocks and types[end] == types[start]:
             end += 1
         run = range(start, end)
-        segmented = 0 < cfg.remat_segment < S and _segmentable(cfg, types[start])
+        segmented = 0 < cfg.remat_segment < S // shards and _segmentable(cfg, types[start])
         # The block's parameters only (block_idx matters at initialisation alone).
-        block = XLSTMBlock(cfg, start, return_state or segmented, parent=None)
+        block = XLSTMBlock(cfg, start, return_state or segmented or shards > 1, parent=None)
         stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
         xs = {
             "params": stack([params[f"block_{i}"] for i in run]),
@@ -214,9 +238,20 @@ def _remat_blocks(cfg, params, x, rope, state, resets, return_state):
         }
 
         def body(h, xs, block=block, segmented=segmented, kind=types[start]):
-            apply = lambda h, rope, st, rs: block.apply({"params": xs["params"]}, h, rope, st, rs)  # noqa: E731
+            def apply(h, rope, st, rs, summarize=False):
+                return block.apply({"params": xs["params"]}, h, rope, st, rs, summarize=summarize)
+
+            summarize = functools.partial(apply, summarize=True)
             if segmented:
-                apply = _segmented(apply, block_zero_state(cfg, kind, B), cfg.remat_segment, policy, return_state)
+                out = _segmented(apply, block_zero_state(cfg, kind, B), cfg.remat_segment, policy,
+                                 return_state or shards > 1)
+                if shards > 1:
+                    apply = _context_parallel(cfg, out, _segmented(summarize, None, cfg.remat_segment, policy, True),
+                                              summarize, shards, return_state)
+                else:
+                    apply = out
+            elif shards > 1:
+                apply = _context_parallel(cfg, apply, summarize, summarize, shards, return_state)
             return _directed(cfg, None, apply, h, rope, xs["state"], resets, reverse=xs["reverse"])
 
         # Segmented blocks are checkpointed per segment; the others as a whole.
@@ -226,6 +261,89 @@ def _remat_blocks(cfg, params, x, rope, state, resets, return_state):
             new_states.append(None if run_states is None else jax.tree.map(lambda a, j=j: a[j], run_states))
         start = end
     return x, new_states
+
+
+def _check_context_split(cfg: XLSTMConfig, S: int, shards: int) -> None:
+    """Raises ``ValueError`` when a model or a length cannot be split over ``shards`` context parts."""
+    where = f"context parallelism (mesh axis '{CONTEXT_AXIS}' of size {shards})"
+    if "s" in cfg.block_types:
+        raise ValueError(f"{where}: sLSTM blocks (slstm_at={cfg.slstm_at}) are a nonlinear recurrence with no state "
+                         "summary and cannot be split over the sequence; use a mesh without a context axis")
+    if cfg.bidirectional == "native" or not cfg.mlstm_conv_causal:
+        raise ValueError(f"{where} splits causal passes only: bidirectional='native' (a non-causal parallel mLSTM) "
+                         "and non-causal convs (mlstm_conv_causal=False) are not supported; 'sum', 'alternating' "
+                         "and rcps are")
+    if S % shards or S // shards < cfg.conv1d_kernel_size - 1:
+        raise ValueError(f"{where}: the sequence length {S} must be a multiple of {shards} with at least "
+                         f"{cfg.conv1d_kernel_size - 1} tokens (the conv's window) per part")
+
+
+def _fold_spec(batch: int) -> PartitionSpec:
+    """The sharding of a (B * shards, ...) array whose rows are batch-major, part-minor: over the mesh's
+    batch axes (when they divide B) and the context axis."""
+    mesh = jax.sharding.get_abstract_mesh()
+    batch_axes = tuple(a for a in mesh.axis_names if a != CONTEXT_AXIS and mesh.shape[a] > 1)
+    if batch % math.prod(mesh.shape[a] for a in batch_axes):
+        batch_axes = ()
+    return PartitionSpec((*batch_axes, CONTEXT_AXIS))
+
+
+def _context_parallel(cfg: XLSTMConfig, apply, summarize, summarize_halo, shards: int, return_state: bool):
+    """One causal mLSTM block pass ``(h, rope, state, resets) -> (y, new_state or None)`` with the
+    sequence split into ``shards`` equal parts that run as a batch of B * shards rows (sharded over the
+    mesh's ``context`` axis, so each device holds and computes its part only), exact:
+
+    1. the conv state entering each part: the conv inputs of the previous part's last KS-1 tokens
+       (``summarize_halo`` on those tokens);
+    2. each part's ``MLSTMSummary`` from the null state (``summarize``, one pass with no output);
+    3. the mLSTM state entering each part: the summaries combined in sequence order, from the entering
+       state (a gather of B x shards x NH x (DHQK x DHV + DHQK + 2) floats over the context axis);
+    4. the pass itself (``apply``, state always returned) from those entering states.
+
+    ``apply(h, rope, state, resets)`` and ``summarize`` take a (B * shards)-row batch of parts (they may be
+    segmented); gradients flow through every step, so they are exact too. Costs one more pass over the
+    block's input projections, conv and gates per part (the summary) than an unsplit pass."""
+    KS, NH, DH, I = cfg.conv1d_kernel_size, cfg.mlstm_num_heads, cfg.mlstm_head_dim, cfg.mlstm_inner_dim
+
+    def run(h, rope, state, resets):
+        B, S = h.shape[:2]
+        P, Sl = shards, S // shards
+        spec = _fold_spec(B)
+
+        def fold(t):  # (B, S, ...) -> (B * P, Sl, ...): part p of row b is row b * P + p
+            return jax.lax.with_sharding_constraint(t.reshape(B * P, Sl, *t.shape[2:]), spec)
+
+        def halo(t):  # (B, S, ...) -> (B * (P - 1), KS - 1, ...): the last KS-1 tokens of parts 0..P-2
+            t = t.reshape(B, P, Sl, *t.shape[2:])[:, :-1, Sl - (KS - 1):]
+            return t.reshape(B * (P - 1), KS - 1, *t.shape[3:])
+
+        def null(rows):
+            return {"mlstm": ops.MLSTMSummary.null(rows, NH, DH, DH), "conv": jnp.zeros((rows, KS - 1, I), h.dtype)}
+
+        if state is None:
+            state = block_zero_state(cfg, "m", B)
+        conv_halo = jnp.zeros((B * (P - 1), 0, I), h.dtype)
+        if KS > 1:
+            _, st = summarize_halo(*(None if t is None else jax.tree.map(halo, t) for t in (h, rope)),
+                                   null(B * (P - 1)), None if resets is None else halo(resets))
+            conv_halo = st["conv"]
+        conv = jnp.concatenate([state["conv"][:, None].astype(h.dtype), conv_halo.reshape(B, P - 1, KS - 1, I)], 1)
+        conv = jax.lax.with_sharding_constraint(conv.reshape(B * P, KS - 1, I), spec)
+        parts = tuple(None if t is None else jax.tree.map(fold, t) for t in (h, rope, resets))
+        _, st = summarize(*parts[:2], {**null(B * P), "conv": conv}, parts[2])
+        summaries = jax.tree.map(lambda x: x.reshape(B, P, *x.shape[1:]), st["mlstm"])
+        cell, entering = state["mlstm"], []
+        for p in range(P):
+            entering.append(cell)
+            cell = ops.apply_summary(cell, jax.tree.map(lambda x, p=p: x[:, p], summaries))
+        entering = jax.tree.map(lambda *xs: jnp.stack(xs, 1).reshape(B * P, *xs[0].shape[1:]), *entering)
+        y, st = apply(*parts[:2], {"mlstm": entering, "conv": conv}, parts[2])
+        y = y.reshape(B, S, *y.shape[2:])
+        if not return_state:
+            return y, None
+        return y, {"mlstm": cell, "conv": st["conv"].reshape(B, P, KS - 1, I)[:, -1]}
+
+    return run
 
 
 def _rc_wrap(fn, x):

@@ -113,7 +113,8 @@ class DepthwiseConv1d(nn.Module):
     ``state`` (B, KS-1, D) holds the previous KS-1 inputs (zeros at the start); ``__call__`` returns
     ``(y, new_state)`` so prefill and one-token steps (S = 1) share one code path.
     ``resets`` (B, S) bool (causal only) marks document starts in packed rows: inputs from before a
-    reset (the state included) do not reach outputs after it.
+    reset (the state included) do not reach outputs after it, in this call or later ones (the new
+    state holds zeros for them).
     """
 
     kernel_size: int = 4
@@ -158,6 +159,8 @@ class DepthwiseConv1d(nn.Module):
             seg = jnp.pad(seg, ((0, 0), (KS - 1, 0)))
             same = [(seg[:, j : j + S] == seg[:, KS - 1 :])[..., None] for j in range(KS)]
             y = sum(jnp.where(same[j], window(j), 0) * kernel[j] for j in range(KS))
+            if new_state is not None:  # nor do they reach the next call: zero them in the state (a zero adds nothing)
+                new_state = jnp.where((seg[:, S:] == seg[:, -1:])[..., None], new_state, 0)
         if self.use_bias:
             y = y + self.param("bias", init, (D,), jnp.float32).astype(x.dtype)
         return y, new_state

@@ -89,6 +89,10 @@ class MLSTMLayer(nn.Module):
     ``state`` is ``{"mlstm": MLSTMState, "conv": (B, KS-1, I)}``. The parallel form runs only when no
     state goes in or out and there are no resets; otherwise the chunkwise form (one token with a
     state: the recurrent step).
+
+    ``summarize=True`` (context parallelism) computes no output: ``state["mlstm"]`` is then an
+    ``MLSTMSummary`` of the tokens before x (None: none) and the call returns ``(None, {"mlstm": the
+    summary after x, "conv": conv state})``.
     """
 
     config: XLSTMConfig
@@ -96,7 +100,7 @@ class MLSTMLayer(nn.Module):
     return_state: bool = False
 
     @nn.compact
-    def __call__(self, x, rope=None, state: State | None = None, resets=None):
+    def __call__(self, x, rope=None, state: State | None = None, resets=None, summarize: bool = False):
         cfg = self.config
         B, S, D = x.shape
         I, NH, DH = cfg.mlstm_inner_dim, cfg.mlstm_num_heads, cfg.mlstm_head_dim
@@ -120,6 +124,9 @@ class MLSTMLayer(nn.Module):
         i_pre, f_pre = jnp.swapaxes(i_pre, 1, 2), jnp.swapaxes(f_pre, 1, 2)  # (B, NH, S)
 
         cell_state = None if state is None else state["mlstm"]
+        if summarize:
+            return None, {"mlstm": ops.mlstm_summary(k, v, i_pre, f_pre, resets=resets, entering=cell_state),
+                          "conv": conv_state}
         new_cell_state = None
         if cell_state is None and not self.return_state and resets is None and cfg.form == "parallel":
             h = ops.mlstm_parallel(q, k, v, i_pre, f_pre, eps=cfg.eps, causal=cfg.bidirectional != "native")
@@ -172,8 +179,12 @@ class SLSTMLayer(nn.Module):
     return_state: bool = False
 
     @nn.compact
-    def __call__(self, x, rope=None, state: State | None = None, resets=None):
+    def __call__(self, x, rope=None, state: State | None = None, resets=None, summarize: bool = False):
         del rope
+        if summarize:
+            raise ValueError("sLSTM blocks cannot be split over the sequence (mesh axis 'context'): the sLSTM is a "
+                             "nonlinear recurrence with no state summary; train models with sLSTM blocks with "
+                             "--config.mesh.context=1")
         if resets is not None:
             raise ValueError("resets (packed documents) are supported by mLSTM blocks only, not sLSTM blocks")
         cfg = self.config

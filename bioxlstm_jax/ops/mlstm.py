@@ -28,6 +28,9 @@ from jax import lax
 
 __all__ = [
     "MLSTMState",
+    "MLSTMSummary",
+    "mlstm_summary",
+    "apply_summary",
     "mlstm_parallel",
     "mlstm_recurrent",
     "mlstm_step",
@@ -61,6 +64,55 @@ class MLSTMState(NamedTuple):
             jnp.zeros((batch, num_heads, dhqk), dtype),
             jnp.zeros((batch, num_heads), dtype),
         )
+
+
+NULL_M = -1e30  # the stabilizer of the null state: below any real m, finite so that null - null = 0
+
+
+class MLSTMSummary(NamedTuple):
+    """What a stretch of tokens does to any entering state (context parallelism), float32.
+
+    The mLSTM update is affine in the state: after the stretch the true state is
+    ``exp(g) * entering + exp(m) * (C, n)``.
+    g: (B, NH) total log forget decay of the stretch (``-inf`` across a reset).
+    C: (B, NH, DHQK, DHV), n: (B, NH, DHQK), m: (B, NH): the state the stretch reaches from the null
+      state (``C = n = 0``, ``m = NULL_M``), i.e. its own contribution in stabilized units.
+    """
+
+    g: jax.Array
+    C: jax.Array
+    n: jax.Array
+    m: jax.Array
+
+    @classmethod
+    def null(cls, batch: int, num_heads: int, dhqk: int, dhv: int, dtype=jnp.float32) -> "MLSTMSummary":
+        """The summary of no tokens (``apply_summary`` leaves any state unchanged)."""
+        zeros = MLSTMState.zeros(batch, num_heads, dhqk, dhv, dtype)
+        return cls(zeros.m, zeros.C, zeros.n, jnp.full((batch, num_heads), NULL_M, dtype))
+
+
+def apply_summary(state: MLSTMState, summary: MLSTMSummary) -> MLSTMState:
+    """The state after a stretch of tokens, from the state entering it and the stretch's summary: the
+    same stabilized update as one chunk of ``mlstm_chunkwise`` (``m = max(g + m_in, m_summary)``)."""
+    return _combine(state, (summary.g, summary.m, summary.C, summary.n))
+
+
+def mlstm_summary(k, v, i, f, *, resets=None, entering: MLSTMSummary | None = None) -> MLSTMSummary:
+    """The ``MLSTMSummary`` of tokens k (B, NH, S, DHQK) (unscaled, as ``mlstm_chunkwise`` takes it),
+    v (B, NH, S, DHV), gate pre-activations i, f (B, NH, S) and ``resets`` (B, S) bool, after the
+    stretch summarized by ``entering`` (None: none). One pass, memory linear in S, no (S, S) matrix.
+    Summaries compose: ``apply_summary(apply_summary(x, a), b) == apply_summary(x, mlstm_summary(b's
+    tokens, entering=a))``, which is how the shards of a split sequence find their entering states."""
+    B, NH, S, DHQK, DHV = _check_inputs(k, k, v, i, f)
+    ct = _compute_dtype(k.dtype)
+    log_f = jax.nn.log_sigmoid(f.astype(ct))
+    if resets is not None:
+        log_f = jnp.where(jnp.asarray(resets, bool)[:, None, :], -jnp.inf, log_f)
+    g, m_local, kv, ksum = _chunk_summary(k.astype(ct) * DHQK**-0.5, v.astype(ct), log_f, i.astype(ct))
+    if entering is None:
+        return MLSTMSummary(g, kv, ksum, m_local)
+    C, n, m = _combine(MLSTMState(entering.C, entering.n, entering.m), (g, m_local, kv, ksum))
+    return MLSTMSummary(entering.g + g, C, n, m)
 
 
 def _compute_dtype(dtype) -> jnp.dtype:
