@@ -1,10 +1,13 @@
-"""Device mesh, multi-host start-up and shardings for data-parallel and FSDP training.
+"""Device mesh, multi-host start-up and shardings for data-parallel, FSDP and context-parallel training.
 
-The mesh has two axes: ``data`` (pure data parallelism) and ``fsdp`` (data parallelism whose
-parameters and optimizer state are also split, ZeRO-3 style). Batches are split over both axes;
-parameters are replicated over ``data`` and, when ``fsdp > 1``, split over ``fsdp`` along their
-largest divisible dimension (a shape rule instead of per-module logical names, so every model in
-``bioxlstm_jax.nn`` is covered without annotations).
+The mesh has three axes: ``data`` (pure data parallelism), ``fsdp`` (data parallelism whose
+parameters and optimizer state are also split, ZeRO-3 style) and ``context`` (each sequence split
+into equal parts, one per device; see ``bioxlstm_jax.nn.XLSTMBackbone``). Batches are split over
+``data`` and ``fsdp`` along their rows and over ``context`` along their second (sequence) dimension;
+parameters are replicated over ``data`` and ``context`` and, when ``fsdp > 1``, split over ``fsdp``
+along their largest divisible dimension (a shape rule instead of per-module logical names, so every
+model in ``bioxlstm_jax.nn`` is covered without annotations). Trace the model under
+``jax.set_mesh(mesh)`` so that it sees the context axis.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from bioxlstm_jax.nn.backbone import CONTEXT_AXIS
 
 __all__ = ["initialize_distributed", "make_mesh", "batch_sharding", "param_shardings", "replicated", "global_batch"]
 
@@ -46,31 +51,43 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     return True
 
 
-def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> Mesh:
-    """A ``(data, fsdp)`` mesh over ``devices`` (default: every device of every process).
+def make_mesh(data: int = -1, fsdp: int = 1, context: int = 1, devices=None) -> Mesh:
+    """A ``(data, fsdp, context)`` mesh over ``devices`` (default: every device of every process).
 
-    ``data=-1`` takes what ``fsdp`` leaves. The product must equal the number of devices.
+    ``data=-1`` takes what ``fsdp`` and ``context`` leave. The product must equal the number of
+    devices. ``context`` is the innermost axis, and each group of ``context`` devices must belong to
+    one process (the data pipeline gives each process whole sequences).
     """
     devices = list(jax.devices() if devices is None else devices)
     n = len(devices)
-    if fsdp < 1 or n % fsdp:
-        raise ValueError(f"mesh: fsdp={fsdp} must divide the {n} devices")
+    for name, size in (("fsdp", fsdp), ("context", context)):
+        if size < 1 or n % size:
+            raise ValueError(f"mesh: {name}={size} must divide the {n} devices")
     if data == -1:
-        data = n // fsdp
-    if data * fsdp != n:
-        raise ValueError(f"mesh: data={data} x fsdp={fsdp} != {n} devices")
-    return jax.make_mesh((data, fsdp), ("data", "fsdp"), axis_types=(AxisType.Auto, AxisType.Auto),
+        data = n // (fsdp * context)
+    if data * fsdp * context != n:
+        raise ValueError(f"mesh: data={data} x fsdp={fsdp} x context={context} != {n} devices")
+    mesh = jax.make_mesh((data, fsdp, context), ("data", "fsdp", CONTEXT_AXIS), axis_types=(AxisType.Auto,) * 3,
                          devices=devices)
+    groups = mesh.devices.reshape(-1, context)
+    split = [g for g in groups if len({d.process_index for d in g}) > 1]
+    if split:
+        raise ValueError(f"mesh: context={context} puts the devices {[d.id for d in split[0]]} of several "
+                         "processes in one context group; use a context size that divides the devices per process")
+    return mesh
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh: Mesh, ndim: int = 2, batch_dim: int = 0) -> NamedSharding:
-    """Splits dimension ``batch_dim`` over every mesh axis (data and fsdp)."""
+def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
+    """A batch array's sharding: rows over the ``data`` and ``fsdp`` axes, the second (sequence)
+    dimension over ``context``."""
     spec = [None] * ndim
-    spec[batch_dim] = BATCH_AXES
+    spec[0] = BATCH_AXES
+    if ndim > 1 and mesh.shape.get(CONTEXT_AXIS, 1) > 1:
+        spec[1] = CONTEXT_AXIS
     return NamedSharding(mesh, P(*spec))
 
 

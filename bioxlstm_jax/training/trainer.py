@@ -63,7 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer = ml_collections.ConfigDict(dict(
         name="adamw", lr=6e-4, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, weight_decay_exclude="", clip_norm=1.0,
         schedule="constant", warmup_steps=500, warmup_init_lr=0.0, min_lr=1e-4))
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, fsdp_min_size=2**14))  # see mesh.param_shardings
+    # context > 1 splits each sequence over that many devices (exact; causal mLSTM models, length a multiple)
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, fsdp_min_size=2**14))  # see training.mesh
     c.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=0, process_id=-1))
     c.progress = True
     c.allow_changes = ""  # comma-separated config keys that may differ from the workdir's run on resume
@@ -113,9 +114,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for key in ("lr", "warmup_steps", "weight_decay", "clip_norm", "min_lr", "warmup_init_lr"):
         if opt[key] < 0:
             bad(f"optimizer.{key}", "expected a value >= 0")
-    if config.mesh.data != -1 and config.mesh.data < 1 or config.mesh.fsdp < 1:
-        bad("mesh.data" if config.mesh.fsdp >= 1 else "mesh.fsdp", "expected a positive device count (data: -1 = "
-            "all the devices fsdp leaves)")
+    for key in ("data", "fsdp", "context"):
+        value = config.mesh.get(key, 1)
+        if not isinstance(value, int) or value < 1 and not (key == "data" and value == -1):
+            bad(f"mesh.{key}", "expected a positive device count (data: -1 = all the devices fsdp and context leave)")
     unknown = [k for k in _allowed(config) if k not in flat]
     if unknown:
         bad("allow_changes", f"{', '.join(unknown)} is not a config key")
@@ -330,12 +332,18 @@ def _close(iterator) -> None:
         close()
 
 
-def _check_batch(config, n_devices: int, n_processes: int) -> None:
+def _check_batch(config, mesh: Mesh, n_processes: int, example: dict) -> None:
+    context = mesh.shape.get("context", 1)
+    rows = mesh.size // context  # devices that hold different rows
+    for key, x in example.items():
+        if np.ndim(x) > 1 and np.shape(x)[1] % context:
+            raise ValueError(f"--config.mesh.context={context}: the batch's {key!r} {np.shape(x)} must split into "
+                             f"{context} equal parts along its sequence (second) dimension")
     for name, size, accum in (("batch_size", config.batch_size, config.grad_accum),
                               ("eval_batch_size", config.eval_batch_size, 1)):
-        if size % (accum * n_devices) or size % n_processes:
-            raise ValueError(f"--config.{name}={size}: expected a multiple of grad_accum x devices = "
-                             f"{accum} x {n_devices}")
+        if size % (accum * rows) or size % n_processes:
+            raise ValueError(f"--config.{name}={size}: expected a multiple of grad_accum x data x fsdp devices = "
+                             f"{accum} x {rows}")
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mesh | None = None) -> TrainState:
@@ -347,19 +355,20 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
     config, the data's first batches and the workdir (``check_config``, ``check_resume``; one run per
     workdir: ``io.workdir_lock``). Raises ``FloatingPointError`` when a step's loss or gradient is not
     finite (the last good checkpoint stays the latest).
-    ``mesh`` (default: ``config.mesh`` over every device) may be any ``(data, fsdp)`` mesh.
+    ``mesh`` (default: ``config.mesh`` over every device) may be any ``make_mesh`` mesh; with
+    ``context > 1`` every sequence is split over that many devices (``bioxlstm_jax.nn.XLSTMBackbone``).
     """
     workdir = Path(workdir)
     check_config(config)
-    mesh = mesh or make_mesh(config.mesh.data, config.mesh.fsdp)
+    mesh = mesh or make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.get("context", 1))
     n_proc, proc = jax.process_count(), jax.process_index()
-    _check_batch(config, mesh.size, n_proc)
     primary = proc == 0
     optimizer, schedule = make_optimizer(config.optimizer, config.steps)
     local_batch = config.batch_size // n_proc
     example_iter = iter(task.train_data(local_batch, proc, n_proc))
     example = next(example_iter)
     _close(example_iter)
+    _check_batch(config, mesh, n_proc, example)
     abstract = jax.eval_shape(lambda b: init_state(task, optimizer, config.seed, b), example)
     if task.eval_data is not None and config.eval_every and config.best_metric:
         eval_example = next(iter(task.eval_data(config.eval_batch_size // n_proc, proc, n_proc)), None)
@@ -377,6 +386,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
         if primary:
             hold.enter_context(workdir_lock(workdir))
         check_resume(workdir, config, files)
+        hold.enter_context(jax.set_mesh(mesh))  # the model sees the mesh's context axis
         return _train(config, workdir, task, mesh, optimizer, schedule, example, abstract, files)
 
 

@@ -46,6 +46,7 @@ def get_config():
     c.seq_len = 32
     c.num_sequences = 64
     c.pack = True
+    c.max_len = 0  # > 0 cuts each sequence to this many residues (more documents per packed row)
     c.model = ml_collections.ConfigDict(dict(vocab_size=26, embedding_dim=16, num_blocks=1, mlstm_num_heads=2,
                                              chunk_size=8, context_length=32))
     c.optimizer.warmup_steps = 2
@@ -56,7 +57,7 @@ def get_config():
 
 
 def build_task(c):
-    seqs = [{"tokens": s} for s in sequences(c.num_sequences)]
+    seqs = [{"tokens": s[:c.max_len] if c.max_len else s} for s in sequences(c.num_sequences)]
     train_src, eval_src = seqs[: len(seqs) * 3 // 4], seqs[len(seqs) * 3 // 4:]
 
     def train_data(b, i, n):
