@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.target_seq = placeholder(str)  # inpainting: the protein whose spans are regenerated
     c.spans = placeholder(str)  # inpainting: 1-based inclusive residue ranges, e.g. 31-40,80-85
     c.segment_length = 4096  # prefill segment (tokens per forward pass)
+    c.context_devices = 1  # devices each prefill segment is split over (context parallelism; divides segment_length)
     return c
 
 

@@ -48,6 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.batch_size = 32  # queries scored together
     c.retrieval_alpha = 0.0  # weight of the independent-site MSA model in the model's score
     c.segment_length = 4096  # prefill segment (tokens per forward pass)
+    c.context_devices = 1  # devices each prefill segment is split over (context parallelism; divides segment_length)
     c.progress = True
     return c
 

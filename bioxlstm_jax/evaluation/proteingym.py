@@ -221,15 +221,16 @@ def _aa_log_probs(logits):
 
 
 def single_site_scores(model: XLSTMLM, params, context: Sequence[str], positions: Sequence[int] | None = None,
-                       *, batch_size: int = 32, segment_length: int = 4096, progress: bool = True) -> np.ndarray:
+                       *, batch_size: int = 32, segment_length: int = 4096, context_devices: int = 1,
+                       progress: bool = True) -> np.ndarray:
     """(L, 20) effects ``log P(aa) - log P(wt)`` (columns in ``AMINO_ACIDS`` order) for every wild-type
     position (``context[-1]`` is the wild type), or NaN rows for positions not in ``positions``.
-    The context is prefilled once; the queries run in batches from that state. ``progress``: a
-    progress bar over the positions."""
+    The context is prefilled once (split over ``context_devices`` devices: ``nn.prefill``); the queries run in
+    batches from that state. ``progress``: a progress bar over the positions."""
     wt = context[-1]
     tokens, pos = _context_tokens(context)
     _, state = prefill(model, params, jnp.asarray(tokens[None]), jnp.asarray(pos[None]),
-                       segment_length=segment_length)
+                       segment_length=segment_length, context_devices=context_devices)
     positions = list(range(len(wt))) if positions is None else sorted(set(positions))
     out = np.full((len(wt), 20), np.nan, np.float32)
     batch_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch_size, *x.shape[1:])), state)
@@ -307,7 +308,7 @@ def prepare_msa(path: str | os.PathLike, wild_type: str, offset: int = 1) -> tup
 def fitness_effects(model: XLSTMLM, params, msa_rows: Sequence[str], wild_type: str, positions: Sequence[int], *,
                     start: int = 1, weights: np.ndarray | None = None, replicates: int = 3,
                     max_tokens: int = 200_000, max_sequences: int = 200, batch_size: int = 32,
-                    segment_length: int = 4096, progress: bool = True) -> np.ndarray:
+                    segment_length: int = 4096, context_devices: int = 1, progress: bool = True) -> np.ndarray:
     """(L, 20) single-site effects averaged over ``replicates`` context samples (seeds 0..n-1), each
     one prefill of ``sample_context`` then ``single_site_scores`` of ``positions``: the protocol of
     ``prot_fitness`` and ``proteingym``."""
@@ -318,7 +319,7 @@ def fitness_effects(model: XLSTMLM, params, msa_rows: Sequence[str], wild_type: 
         context = sample_context(msa_rows, wild_type, start=start, seed=seed, max_tokens=max_tokens,
                                  max_sequences=max_sequences, weights=weights)
         effects.append(single_site_scores(model, params, context, positions, batch_size=batch_size,
-                                          segment_length=segment_length, progress=progress))
+                                          segment_length=segment_length, context_devices=context_devices, progress=progress))
     return np.mean(effects, 0)
 
 

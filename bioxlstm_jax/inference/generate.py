@@ -76,10 +76,11 @@ def check_sampling(temperature: float, top_k: int, top_p: float, prefix: str = "
 
 def generate(model: XLSTMLM, params, prompt, positions=None, *, max_new_tokens: int, rng: jax.Array,
              temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, stop_token: int | None = None,
-             token_positions=None, segment_length: int = 4096) -> dict[str, np.ndarray]:
+             token_positions=None, segment_length: int = 4096, context_devices: int = 1) -> dict[str, np.ndarray]:
     """Continue ``prompt`` (B, S) int (positions (B, S), default ``arange``) by up to ``max_new_tokens``.
 
-    The prompt is prefilled in segments of ``segment_length`` tokens; each new token then costs one
+    The prompt is prefilled in segments of ``segment_length`` tokens, each split over ``context_devices`` devices
+    (``nn.prefill``); each new token then costs one
     O(1) recurrent step. Sampling: see ``sample_logits``. A row stops after it samples
     ``stop_token`` (which is kept). Positions of new tokens: previous + 1, except that a token ``t``
     with ``token_positions[b, t] >= 0`` takes that position and the token after it repeats it (the
@@ -101,7 +102,7 @@ def generate(model: XLSTMLM, params, prompt, positions=None, *, max_new_tokens: 
     V = model.config.vocab_size
     tp = jnp.full((B, V), -1, jnp.int32) if token_positions is None else jnp.broadcast_to(
         jnp.asarray(token_positions, jnp.int32), (B, V))
-    logits, state = prefill(model, params, prompt, positions, segment_length=segment_length)
+    logits, state = prefill(model, params, prompt, positions, segment_length=segment_length, context_devices=context_devices)
     last_tok = prompt[:, -1]
     repeat = tp[jnp.arange(B), last_tok] >= 0
     stop = -1 if stop_token is None else int(stop_token)

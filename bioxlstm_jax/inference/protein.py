@@ -60,13 +60,13 @@ def _protein_text(ids: Sequence[int]) -> tuple[str, bool]:
 def generate_proteins(model: XLSTMLM, params, prompt: np.ndarray, positions: np.ndarray, *, num_samples: int,
                       rng: jax.Array, max_new_tokens: int = 1000, temperature: float = 1.0, top_k: int = 10,
                       top_p: float = 1.0, token_positions: np.ndarray | None = None, batch_size: int = 16,
-                      segment_length: int = 4096, progress: bool = True) -> list[dict]:
+                      segment_length: int = 4096, context_devices: int = 1, progress: bool = True) -> list[dict]:
     """Samples ``num_samples`` proteins after ``prompt`` (from ``context_prompt`` or
     ``inpainting_prompt``) in batches. Returns per sample: ``sequence`` (natural order, spans
     spliced in), ``log_likelihood`` (sum of the model's log-probabilities of the generated tokens,
     the closing ``<cls>`` included), ``n_tokens``, ``perplexity`` = exp(-ll / n_tokens), ``complete``
     (it ended with ``<cls>`` within ``max_new_tokens``) and ``valid`` (only residue letters). ``progress``:
-    a progress bar over the samples."""
+    a progress bar over the samples. ``segment_length``, ``context_devices``: the prompt's prefill (``nn.prefill``)."""
     prompt, positions = np.asarray(prompt, np.int32), np.asarray(positions, np.int32)
     tail_start = int(np.flatnonzero(prompt == CLS)[-1])
     tail = prompt[tail_start + 1:]  # the part of the protein being written that the prompt holds
@@ -76,7 +76,8 @@ def generate_proteins(model: XLSTMLM, params, prompt: np.ndarray, positions: np.
         res = generate(model, params, np.broadcast_to(prompt, (batch_size, len(prompt))),
                        np.broadcast_to(positions, (batch_size, len(positions))), max_new_tokens=max_new_tokens,
                        rng=jax.random.fold_in(rng, k), temperature=temperature, top_k=top_k, top_p=top_p,
-                       stop_token=CLS, token_positions=token_positions, segment_length=segment_length)
+                       stop_token=CLS, token_positions=token_positions, segment_length=segment_length,
+                       context_devices=context_devices)
         for b in range(min(batch_size, num_samples - start)):
             n = int(res["lengths"][b])
             new = res["tokens"][b, :n]

@@ -73,7 +73,7 @@ def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:
     effect = pg.fitness_effects(model, params, msa, wt, positions, start=start, weights=weights,
                                 replicates=c.replicates, max_tokens=c.max_context_tokens,
                                 max_sequences=c.max_context_sequences, batch_size=c.batch_size,
-                                segment_length=c.segment_length)
+                                segment_length=c.segment_length, context_devices=c.context_devices)
     if c.retrieval_alpha:
         retrieval = pg.independent_site_scores(msa, wt, start=start, weights=weights)
         effect = (1 - c.retrieval_alpha) * effect + c.retrieval_alpha * retrieval

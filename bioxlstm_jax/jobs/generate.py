@@ -68,7 +68,7 @@ def prot_generate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
                                 rng=jax.random.PRNGKey(c.seed), max_new_tokens=c.max_new_tokens,
                                 temperature=c.temperature, top_k=c.top_k, top_p=c.top_p,
                                 token_positions=token_positions, batch_size=c.batch_size,
-                                segment_length=c.segment_length)
+                                segment_length=c.segment_length, context_devices=c.context_devices)
     out = Path(workdir) / "generated.fasta"
     atomic_write(out, "".join(
         f">sample_{i} log_likelihood={s['log_likelihood']:.4f} perplexity={s['perplexity']:.4f} "

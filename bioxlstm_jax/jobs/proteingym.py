@@ -196,7 +196,8 @@ def proteingym(c: ml_collections.ConfigDict, workdir: str) -> dict:
         effect = pg.fitness_effects(model, params, msa, wt, positions, start=start, weights=weights,
                                     replicates=c.replicates, max_tokens=c.max_context_tokens,
                                     max_sequences=c.max_context_sequences, batch_size=c.batch_size,
-                                    segment_length=c.segment_length, progress=c.progress)
+                                    segment_length=c.segment_length, context_devices=c.context_devices,
+                                    progress=c.progress)
         baseline = pg.independent_site_scores(msa, wt, start=start, weights=weights)
         if c.retrieval_alpha:
             effect = (1 - c.retrieval_alpha) * effect + c.retrieval_alpha * baseline

@@ -31,11 +31,9 @@ from bioxlstm_jax.nn.components import LayerNorm
 from bioxlstm_jax.nn.config import XLSTMConfig
 from bioxlstm_jax.nn.layers import GatedFeedForward, MLSTMLayer, SLSTMLayer, small_init
 from bioxlstm_jax.nn.rope import rope_angles
-from bioxlstm_jax.nn.state import block_zero_state
+from bioxlstm_jax.nn.state import CONTEXT_AXIS, block_zero_state
 
 __all__ = ["XLSTMBlock", "XLSTMBackbone", "reverse_complement", "CONTEXT_AXIS", "context_shards"]
-
-CONTEXT_AXIS = "context"
 
 
 def context_shards() -> int:

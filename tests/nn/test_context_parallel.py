@@ -122,3 +122,24 @@ def test_split_refuses_native_bidirectional_and_uneven_lengths():
     with pytest.raises(ValueError, match="sequence length 8 must be a multiple of 4 with at least 3 tokens"):
         run_model(XLSTMConfig(**BASE), tokens[:, :8], make_mesh(data=2, context=4))
 
+
+
+def test_prefill_split_over_devices_equals_unsplit_then_decodes():
+    """Segments of 32 split over 4 devices; the prompt's last 13 tokens: 12 split, 1 unsplit."""
+    from bioxlstm_jax.inference.generate import generate
+    from bioxlstm_jax.nn import prefill
+
+    cfg = XLSTMConfig(**BASE, rope="head")
+    model = XLSTMLM(cfg)
+    tokens = jnp.asarray(np.random.default_rng(2).integers(0, 12, (2, 77)), jnp.int32)
+    params = model.init(jax.random.key(0), tokens)["params"]
+    one = prefill(model, params, tokens, segment_length=32)
+    four = prefill(model, params, tokens, segment_length=32, context_devices=4)
+    for x, y in zip(jax.tree.leaves(four), jax.tree.leaves(one)):
+        assert_close_scaled(x, y, 1e-5, "prefill")
+    assert all(x.sharding.device_set == {jax.devices()[0]} for x in jax.tree.leaves(four))
+    kw = dict(max_new_tokens=6, rng=jax.random.key(3), segment_length=32)
+    np.testing.assert_array_equal(generate(model, params, tokens, context_devices=4, **kw)["tokens"],
+                                  generate(model, params, tokens, **kw)["tokens"])
+    with pytest.raises(ValueError, match="context_devices=3: expected a device count .* divides segment_length=32"):
+        prefill(model, params, tokens, segment_length=32, context_devices=3)
