@@ -14,6 +14,15 @@ and chunkwise goes further when S > ``remat_segment``: each pass is itself a sca
 carried between segments, so the forward keeps each segment's input and entering state and the
 backward holds one segment's activations at a time (prot_xlstm_26m at S = 16k: 103 KiB per token
 planned for a training step, against 196 KiB with whole blocks and 2,020 KiB without remat).
+
+Context parallelism: traced under a mesh with a ``context`` axis of size P > 1 (``jax.set_mesh``;
+the trainer's ``config.mesh.context``), every causal mLSTM block pass splits the sequence into P equal
+parts that run as a batch of B x P rows sharded over that axis, so each device holds and computes
+S / P tokens (segments and remat apply within each part). The split is exact (``_context_parallel``):
+each part's conv takes its first inputs from the previous part, and each part starts from its true
+mLSTM state, combined from the earlier parts' ``ops.MLSTMSummary``. Everything else (embedding,
+norms, feed-forwards, head, loss) is per token and runs sharded along the sequence as XLA partitions
+it. sLSTM blocks, ``bidirectional="native"`` and non-causal convs cannot be split and raise.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Training as a command: kill -9 and SIGTERM then re-run resume exactly; two processes x 4 devices
-(jax.distributed on localhost, gloo collectives) equal one process x 8 devices."""
+(jax.distributed on localhost, gloo collectives), with or without a context axis, equal one process x 8
+devices."""
 
 import os
 import signal
@@ -107,13 +108,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one_process(tmp_path, uninterrupted_unpacked):
-    """Unpacked rows: the global batches do not depend on the process count (see ``lm_batches``)."""
+@pytest.mark.parametrize("mesh", ["", "--config.mesh.context=2"])
+def test_two_processes_equal_one_process(tmp_path, uninterrupted_unpacked, mesh):
+    """Unpacked rows: the global batches do not depend on the process count (see ``lm_batches``). With a
+    context axis of 2 the sequences are also split over two devices of each process."""
     uninterrupted = uninterrupted_unpacked
     port = free_port()
     procs = [subprocess.Popen(command(tmp_path, f"--config.distributed.coordinator_address=localhost:{port}",
                                       "--config.distributed.num_processes=2", f"--config.distributed.process_id={i}",
-                                      *UNPACKED),
+                                      *UNPACKED, *filter(None, [mesh])),
                               env=env(devices=4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for i in range(2)]
     for p in procs:
         assert p.wait(timeout=600) == 0, p.stderr.read().decode()[-3000:]
