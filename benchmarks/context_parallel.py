@@ -52,7 +52,6 @@ def get_config() -> ml_collections.ConfigDict:
 
 def worker(preset: str, S: int, context: int, timed: bool) -> dict:
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from bioxlstm_jax import presets

@@ -145,8 +145,8 @@ class XLSTMBackbone(nn.Module):
                 block = XLSTMBlock(cfg, idx, return_state or shards > 1, name=f"block_{idx}")
                 apply = block
                 if shards > 1:
-                    apply = _context_parallel(cfg, block, functools.partial(block, summarize=True),
-                                              functools.partial(block, summarize=True), shards, return_state)
+                    summarize = functools.partial(block, summarize=True)
+                    apply = _context_parallel(cfg, block, summarize, summarize, shards, return_state)
                 x, block_new = _directed(cfg, idx, apply, x, rope, None if state is None else state[idx], resets)
                 new_states.append(block_new)
         if cfg.add_post_blocks_norm:
