@@ -150,3 +150,18 @@ def test_conv_resets_drop_inputs_from_earlier_documents():
     first, _ = conv.apply(params, x[:, :6])
     second, _ = conv.apply(params, x[:, 6:])
     chex.assert_trees_all_close(packed, jnp.concatenate([first, second], 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("reset_at", [6, 7, 8, 9])
+def test_conv_state_after_a_reset_holds_no_earlier_inputs(reset_at):
+    """A call that ends within KS-1 tokens of a reset hands on a state the next call may use: the
+    inputs before the reset are zeros in it (segmented remat, split sequences)."""
+    x = jnp.asarray(RNG.normal(size=(1, 14, 3)).astype(np.float32))
+    conv = DepthwiseConv1d(4)
+    params = conv.init(jax.random.key(0), x)
+    resets = jnp.zeros((1, 14), bool).at[0, reset_at].set(True)
+    whole, last = conv.apply(params, x, resets=resets)
+    first, state = conv.apply(params, x[:, :10], resets=resets[:, :10])
+    second, state = conv.apply(params, x[:, 10:], state, resets=resets[:, 10:])
+    chex.assert_trees_all_close(jnp.concatenate([first, second], 1), whole, atol=1e-6)
+    chex.assert_trees_all_close(state, last, atol=0)
