@@ -19,7 +19,7 @@ def test_eight_host_devices():
 def test_public_ops_api():
     assert set(bioxlstm_jax.ops.__all__) == {
         "CHUNKWISE_KERNELS", "MLSTMState", "mlstm_chunkwise", "mlstm_parallel", "mlstm_recurrent", "mlstm_step",
-        "SLSTMState", "slstm_scan", "slstm_step",
+        "MLSTMSummary", "mlstm_summary", "apply_summary", "SLSTMState", "slstm_scan", "slstm_step",
     }
 
 

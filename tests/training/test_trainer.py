@@ -155,7 +155,7 @@ def test_outputs_metrics_tensorboard_plot_config(tmp_path):
 
 def test_bad_batch_size_is_a_clear_error(tmp_path):
     c = tiny(batch_size=12)
-    with pytest.raises(ValueError, match="batch_size=12: expected a multiple of grad_accum x devices = 1 x 8"):
+    with pytest.raises(ValueError, match="batch_size=12: expected a multiple of grad_accum x data x fsdp devices = 1 x 8"):
         train(c, tmp_path, tiny_experiment.build_task(c), mesh=make_mesh(data=8))
 
 
