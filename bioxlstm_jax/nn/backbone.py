@@ -285,14 +285,17 @@ def _check_context_split(cfg: XLSTMConfig, S: int, shards: int) -> None:
                          f"{cfg.conv1d_kernel_size - 1} tokens (the conv's window) per part")
 
 
-def _fold_spec(batch: int) -> PartitionSpec:
-    """The sharding of a (B * shards, ...) array whose rows are batch-major, part-minor: over the mesh's
-    batch axes (when they divide B) and the context axis."""
+def _fold_layout(batch: int) -> tuple[int, PartitionSpec]:
+    """(D, spec) for a (B * shards, ...) array of parts: its rows are ordered (batch shard d, part p,
+    row j of that shard), D batch shards of B / D rows, and ``spec`` shards them over the mesh's batch
+    axes (when they divide B; else D = 1) and the context axis, so that each device holds exactly the
+    parts it already holds of the (B, S) input: folding moves no data."""
     mesh = jax.sharding.get_abstract_mesh()
     batch_axes = tuple(a for a in mesh.axis_names if a != CONTEXT_AXIS and mesh.shape[a] > 1)
-    if batch % math.prod(mesh.shape[a] for a in batch_axes):
-        batch_axes = ()
-    return PartitionSpec((*batch_axes, CONTEXT_AXIS))
+    D = math.prod(mesh.shape[a] for a in batch_axes)
+    if batch % D:
+        batch_axes, D = (), 1
+    return D, PartitionSpec((*batch_axes, CONTEXT_AXIS))
 
 
 def _context_parallel(cfg: XLSTMConfig, apply, summarize, summarize_halo, shards: int, return_state: bool):
@@ -315,10 +318,17 @@ def _context_parallel(cfg: XLSTMConfig, apply, summarize, summarize_halo, shards
     def run(h, rope, state, resets):
         B, S = h.shape[:2]
         P, Sl = shards, S // shards
-        spec = _fold_spec(B)
+        D, spec = _fold_layout(B)
 
-        def fold(t):  # (B, S, ...) -> (B * P, Sl, ...): part p of row b is row b * P + p
-            return jax.lax.with_sharding_constraint(t.reshape(B * P, Sl, *t.shape[2:]), spec)
+        def rows(t):  # (B, P, ...) -> (B * P, ...) in the fold's row order
+            t = t.reshape(D, B // D, P, *t.shape[2:]).swapaxes(1, 2)
+            return jax.lax.with_sharding_constraint(t.reshape(B * P, *t.shape[3:]), spec)
+
+        def unrows(t):  # (B * P, ...) -> (B, P, ...)
+            return t.reshape(D, P, B // D, *t.shape[1:]).swapaxes(1, 2).reshape(B, P, *t.shape[1:])
+
+        def fold(t):  # (B, S, ...) -> (B * P, Sl, ...)
+            return rows(t.reshape(B, P, Sl, *t.shape[2:]))
 
         def halo(t):  # (B, S, ...) -> (B * (P - 1), KS - 1, ...): the last KS-1 tokens of parts 0..P-2
             t = t.reshape(B, P, Sl, *t.shape[2:])[:, :-1, Sl - (KS - 1):]
@@ -334,21 +344,21 @@ def _context_parallel(cfg: XLSTMConfig, apply, summarize, summarize_halo, shards
             _, st = summarize_halo(*(None if t is None else jax.tree.map(halo, t) for t in (h, rope)),
                                    null(B * (P - 1)), None if resets is None else halo(resets))
             conv_halo = st["conv"]
-        conv = jnp.concatenate([state["conv"][:, None].astype(h.dtype), conv_halo.reshape(B, P - 1, KS - 1, I)], 1)
-        conv = jax.lax.with_sharding_constraint(conv.reshape(B * P, KS - 1, I), spec)
+        conv = rows(jnp.concatenate([state["conv"][:, None].astype(h.dtype),
+                                     conv_halo.reshape(B, P - 1, KS - 1, I)], 1))
         parts = tuple(None if t is None else jax.tree.map(fold, t) for t in (h, rope, resets))
         _, st = summarize(*parts[:2], {**null(B * P), "conv": conv}, parts[2])
-        summaries = jax.tree.map(lambda x: x.reshape(B, P, *x.shape[1:]), st["mlstm"])
+        summaries = jax.tree.map(unrows, st["mlstm"])
         cell, entering = state["mlstm"], []
         for p in range(P):
             entering.append(cell)
             cell = ops.apply_summary(cell, jax.tree.map(lambda x, p=p: x[:, p], summaries))
-        entering = jax.tree.map(lambda *xs: jnp.stack(xs, 1).reshape(B * P, *xs[0].shape[1:]), *entering)
+        entering = jax.tree.map(lambda *xs: rows(jnp.stack(xs, 1)), *entering)
         y, st = apply(*parts[:2], {"mlstm": entering, "conv": conv}, parts[2])
-        y = y.reshape(B, S, *y.shape[2:])
+        y = unrows(y).reshape(B, S, *y.shape[2:])
         if not return_state:
             return y, None
-        return y, {"mlstm": cell, "conv": st["conv"].reshape(B, P, KS - 1, I)[:, -1]}
+        return y, {"mlstm": cell, "conv": unrows(st["conv"])[:, -1]}
 
     return run
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 __all__ = ["causal_lm_sums", "masked_lm_sums", "classification_sums", "summarize", "segment_resets"]
 
@@ -18,7 +17,11 @@ __all__ = ["causal_lm_sums", "masked_lm_sums", "classification_sums", "summarize
 def _sums(logits, targets, weights):
     logits = logits.astype(jnp.float32)
     weights = weights.astype(jnp.float32)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    # logsumexp minus the target's logit, picked by a one-hot contraction rather than a gather: under a
+    # context-split mesh the gather's gradient would all-gather every target id onto each device.
+    shifted = logits - jax.lax.stop_gradient(jnp.max(logits, -1, keepdims=True))
+    picked = jnp.sum(shifted * jax.nn.one_hot(targets, logits.shape[-1], dtype=shifted.dtype), -1)
+    ce = jnp.log(jnp.sum(jnp.exp(shifted), -1)) - picked
     correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
     return {"loss": jnp.sum(ce * weights), "weight": jnp.sum(weights), "correct": jnp.sum(correct * weights)}
 

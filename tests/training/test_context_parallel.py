@@ -1,5 +1,7 @@
 """Context parallelism (mesh axis ``context``): a sequence split over devices trains exactly as unsplit."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -42,3 +44,34 @@ def test_context_split_refuses_what_it_cannot_split(tmp_path):
     with pytest.raises(ValueError, match="context=3 must divide the 8 devices"):
         make_mesh(context=3)
     assert jax.device_count() == 8
+
+
+def collectives(seq_len: int) -> list[str]:
+    """The collectives (op and operand shapes) of a compiled context=8 training step of the tiny model."""
+    from bioxlstm_jax.training.mesh import batch_sharding, param_shardings
+    from bioxlstm_jax.training.optim import make_optimizer
+    from bioxlstm_jax.training.trainer import init_state, make_train_step
+
+    c = tiny(seq_len=seq_len)
+    task = tiny_experiment.build_task(c)
+    mesh = make_mesh(data=1, context=8)
+    batch = {k: jax.device_put(v, batch_sharding(mesh, np.ndim(v)))
+             for k, v in next(iter(task.train_data(c.batch_size, 0, 1))).items()}
+    optimizer, schedule = make_optimizer(c.optimizer, c.steps)
+    with jax.set_mesh(mesh):
+        abstract = jax.eval_shape(lambda b: init_state(task, optimizer, 0, b), batch)
+        state = jax.jit(lambda b: init_state(task, optimizer, 0, b),
+                        out_shardings=param_shardings(abstract, mesh))(batch)
+        hlo = jax.jit(make_train_step(task, optimizer, schedule)).lower(state, batch).compile().as_text()
+    op = re.compile(r" = (.*?) (all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter)(?:-start)?\(")
+    return sorted(f"{m.group(2)} {shape}" for m in map(op.search, hlo.splitlines()) if m  # tuples flattened
+                  for shape in re.findall(r"\w+\[[\d,]*\]", m.group(1)))
+
+
+def test_context_split_step_communication_does_not_grow_with_the_sequence():
+    # what crosses devices is state summaries, conv halos and the parameter gradients' reduction:
+    # doubling the sequence (8 rows of 8 x 7 -> 8 x 14 tokens) changes none of it. Caught before: the
+    # fold's row order made an all-to-all of every activation, the loss's gather an all-gather of every id.
+    short = collectives(56)
+    assert any(c.startswith("collective-permute") for c in short)  # the summaries' hand-on
+    assert short == collectives(112)
