@@ -77,11 +77,10 @@ def worker(preset: str, S: int, context: int, timed: bool) -> dict:
         mem = step_fn.memory_analysis()
         planned = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes
         collectives = Counter()
-        for line in step_fn.as_text().splitlines():
-            m = re.search(r"= (\S+) (all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter)(?:-start)?\(",
-                          line)
-            if m:
-                collectives[f"{m.group(2)} {m.group(1).split('{')[0]}"] += 1
+        op = re.compile(r" = (.*?) (all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter)(?:-start)?\(")
+        for m in filter(None, map(op.search, step_fn.as_text().splitlines())):
+            for shape in re.findall(r"\w+\[[\d,]*\]", m.group(1)):  # combined (tuple) collectives flattened
+                collectives[f"{m.group(2)} {shape}"] += 1
         out = {"planned_bytes_per_device": int(planned), "temp_bytes": int(mem.temp_size_in_bytes),
                "argument_bytes": int(mem.argument_size_in_bytes), "compile_seconds": compile_s,
                "collectives": dict(collectives.most_common())}
