@@ -32,6 +32,7 @@ from bioxlstm_jax.training import losses
 from bioxlstm_jax.training.checkpoints import Checkpoints
 from bioxlstm_jax.training.logger import MetricLogger, plot_curves
 from bioxlstm_jax.training.mesh import (
+    CONTEXT_AXIS,
     batch_sharding,
     global_batch,
     make_mesh,
@@ -333,7 +334,7 @@ def _close(iterator) -> None:
 
 
 def _check_batch(config, mesh: Mesh, n_processes: int, example: dict) -> None:
-    context = mesh.shape.get("context", 1)
+    context = mesh.shape.get(CONTEXT_AXIS, 1)
     rows = mesh.size // context  # devices that hold different rows
     for key, x in example.items():
         if np.ndim(x) > 1 and np.shape(x)[1] % context:
