@@ -48,7 +48,7 @@ def tokenize(sequences, max_length: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def classifier(c, ckpt, num_classes: int, length: int):
-    """(XLSTMClassifier, init_params hook or None)."""
+    """(XLSTMClassifier, pretrained parameters for ``classification_task``: the backbone of ``ckpt``, or None)."""
     if c.rc not in RC_MODES:
         raise ValueError(f"config.rc must be one of {RC_MODES}, got {c.rc!r}")
     if ckpt:
@@ -59,19 +59,17 @@ def classifier(c, ckpt, num_classes: int, length: int):
         if cfg.rcps != (c.rc == "ps"):
             raise ValueError(f"{ckpt}: the checkpoint is {'an RCPS' if cfg.rcps else 'not an RCPS'} model; use "
                              f"--config.rc={'ps' if cfg.rcps else 'ph, aug or none'}")
-        backbone = jax.tree.map(jnp.asarray, lm_params["backbone"])
-
-        def init_params(rng, params):
-            if jax.tree.structure(params["backbone"]) != jax.tree.structure(backbone):
-                raise ValueError(f"{ckpt}: the backbone parameters do not fit the model of its config")
-            return {**params, "backbone": backbone}
-    else:
-        changes = dict(context_length=length, dtype=c.dtype, bidirectional=c.bidirectional, rcps=c.rc == "ps")
-        if not c.preset:
-            changes.update(c.small_model.to_dict())
-        cfg = presets.get(c.preset or "dna_xlstm_4m", **changes)
-        init_params = None
-    return XLSTMClassifier(cfg, num_classes, pooling=c.pooling), init_params
+        model = XLSTMClassifier(cfg, num_classes, pooling=c.pooling)
+        fresh = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, length), jnp.int32),
+                               jnp.ones((1, length), bool))["params"]["backbone"]
+        if jax.tree.map(lambda x: x.shape, fresh) != jax.tree.map(lambda x: x.shape, lm_params["backbone"]):
+            raise ValueError(f"{ckpt}: the backbone parameters do not fit the model of its config")
+        return model, {"backbone": lm_params["backbone"]}
+    changes = dict(context_length=length, dtype=c.dtype, bidirectional=c.bidirectional, rcps=c.rc == "ps")
+    if not c.preset:
+        changes.update(c.small_model.to_dict())
+    cfg = presets.get(c.preset or "dna_xlstm_4m", **changes)
+    return XLSTMClassifier(cfg, num_classes, pooling=c.pooling), None
 
 
 @functools.lru_cache(maxsize=8)
@@ -120,7 +118,7 @@ def finetune_seed(c, seed: int, workdir) -> dict:
     n_classes = int(max(seen) + 1)
     length = c.max_length or max(len(s) for s in splits["train"][0])
     data = {k: tokenize(seqs, length) for k, (seqs, _) in splits.items()}
-    model, init_params = classifier(c, ckpt, n_classes, length)
+    model, pretrained = classifier(c, ckpt, n_classes, length)
     complement = model.config.complement_map
     if c.rc in ("ph", "aug") and complement is None:
         raise ValueError("config.rc=ph/aug needs a model with a complement map")
@@ -155,7 +153,7 @@ def finetune_seed(c, seed: int, workdir) -> dict:
         tc.optimizer.min_lr = 0.1 * c.optimizer.lr
     conjoin = c.rc == "ph"
     task = classification_task(model, train_data, eval_data, conjoin=False, conjoin_eval=conjoin,
-                               init_params=init_params)
+                               pretrained=pretrained)
     train(tc, str(workdir), task)
     params = read_params(workdir, "best")
     result = {"seed": seed, "num_classes": n_classes, "max_length": length,

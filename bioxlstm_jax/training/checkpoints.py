@@ -86,7 +86,7 @@ def read_params(workdir: str | os.PathLike, which: str = "best"):
     if which not in ("best", "latest"):
         raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
     workdir = Path(workdir).absolute()
-    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    one = jax.sharding.make_single_device_sharding(jax.devices()[0])
     for folder, item in ((("best", "params"),) if which == "best" else ()) + (("checkpoints", "state"),):
         if not (workdir / folder).is_dir():
             continue

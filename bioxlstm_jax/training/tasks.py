@@ -44,19 +44,19 @@ def masked_lm_task(model, train_data, eval_data=None) -> Task:
 
 
 def classification_task(model, train_data, eval_data=None, conjoin: bool = False, conjoin_eval: bool | None = None,
-                        init_params=None) -> Task:
+                        pretrained: dict | None = None) -> Task:
     """Sequence classification with an ``XLSTMClassifier``: batch ``tokens``, ``padding_mask``,
     ``labels`` and optional ``weight``. ``conjoin``: average the logits of both strands (PH) in
-    training; ``conjoin_eval`` (default: ``conjoin``) in evaluation. ``init_params(rng, params)``
-    may replace the fresh params (e.g. put a pretrained backbone in)."""
+    training; ``conjoin_eval`` (default: ``conjoin``) in evaluation. ``pretrained``: parameter subtrees
+    to start from, e.g. ``{"backbone": lm_params["backbone"]}`` (see ``Task``)."""
 
     def init(rng, batch):
-        params = model.init(rng, jnp.asarray(batch["tokens"]), jnp.asarray(batch["padding_mask"]))["params"]
-        return params if init_params is None else init_params(rng, params)
+        return model.init(rng, jnp.asarray(batch["tokens"]), jnp.asarray(batch["padding_mask"]))["params"]
 
     def sums(params, batch, join):
         logits = model.apply({"params": params}, batch["tokens"], batch["padding_mask"], conjoin=join)
         return losses.classification_sums(logits, batch["labels"], batch.get("weight"))
 
     return Task(init=init, loss=lambda p, b, rng: sums(p, b, conjoin), train_data=train_data, eval_data=eval_data,
-                eval_loss=lambda p, b, rng: sums(p, b, conjoin if conjoin_eval is None else conjoin_eval))
+                eval_loss=lambda p, b, rng: sums(p, b, conjoin if conjoin_eval is None else conjoin_eval),
+                pretrained=pretrained)

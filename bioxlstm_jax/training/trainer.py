@@ -37,6 +37,7 @@ from bioxlstm_jax.training.mesh import (
     global_batch,
     make_mesh,
     param_shardings,
+    replicated,
 )
 from bioxlstm_jax.training.optim import make_optimizer
 
@@ -227,6 +228,11 @@ class Task:
       ``bioxlstm_jax.inference.load_lm(workdir)`` can rebuild the model (None: not written).
     files: more text files for the workdir, ``{name: content}`` (e.g. a tokenizer's ``vocab.json``).
     eval_loss: the loss for evaluation when it differs from ``loss`` (e.g. RC-conjoined); None = ``loss``.
+    pretrained: parameters to start from instead of ``init``'s, as ``{name: subtree}`` of top-level
+      parameter subtrees (e.g. ``{"backbone": ...}`` of a pretrained LM), on any device or on the host;
+      None = all fresh. Each must have the structure and shapes of ``init``'s subtree. The trainer passes
+      them to the compiled init as an argument replicated over the training mesh (an array closed over
+      by a function compiled for a mesh must live on that mesh's devices).
     """
 
     init: Callable[[jax.Array, dict], Any]
@@ -236,11 +242,29 @@ class Task:
     model_config: Any = None
     files: dict = dataclasses.field(default_factory=dict)
     eval_loss: Callable[[Any, dict, jax.Array], dict] | None = None
+    pretrained: dict | None = None
 
 
-def init_state(task: Task, optimizer: optax.GradientTransformation, seed: int, batch: dict) -> TrainState:
+def with_pretrained(params: dict, pretrained: dict | None) -> dict:
+    """``params`` with its top-level subtrees replaced by those of ``pretrained`` (shapes checked; dtypes
+    cast to the fresh ones)."""
+    if not pretrained:
+        return params
+    for name, tree in pretrained.items():
+        if name not in params:
+            raise ValueError(f"pretrained parameters {name!r}: the model has no such part "
+                             f"(it has {', '.join(sorted(params))})")
+        if jax.tree.map(np.shape, tree) != jax.tree.map(np.shape, params[name]):
+            raise ValueError(f"pretrained parameters {name!r} do not fit the model: their tree or shapes differ")
+    return {**params, **{name: jax.tree.map(lambda x, f: jnp.asarray(x, f.dtype), tree, params[name])
+                         for name, tree in pretrained.items()}}
+
+
+def init_state(task: Task, optimizer: optax.GradientTransformation, seed: int, batch: dict,
+               pretrained: dict | None = None) -> TrainState:
+    """The step-0 state; ``pretrained``: ``task.pretrained`` as placed for the mesh (see ``Task``)."""
     init_rng, rng = jax.random.split(jax.random.PRNGKey(seed))
-    params = task.init(init_rng, batch)
+    params = with_pretrained(task.init(init_rng, batch), pretrained)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params), rng=rng,
                       nonfinite_step=jnp.full((), -1, jnp.int32))
 
@@ -370,7 +394,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
     example = next(example_iter)
     _close(example_iter)
     _check_batch(config, mesh, n_proc, example)
-    abstract = jax.eval_shape(lambda b: init_state(task, optimizer, config.seed, b), example)
+    abstract = jax.eval_shape(lambda b, p: init_state(task, optimizer, config.seed, b, p), example, task.pretrained)
     if task.eval_data is not None and config.eval_every and config.best_metric:
         eval_example = next(iter(task.eval_data(config.eval_batch_size // n_proc, proc, n_proc)), None)
         if eval_example is None:
@@ -412,8 +436,10 @@ def _train(config, workdir: Path, task: Task, mesh: Mesh, optimizer, schedule, e
         for name, text in files.items():
             atomic_write(workdir / name, text)
     if start is None:
-        state = jax.jit(lambda b: init_state(task, optimizer, config.seed, b), out_shardings=state_sharding)(
-            global_batch(example, mesh))
+        pretrained = None if task.pretrained is None else jax.device_put(
+            jax.device_get(task.pretrained), replicated(mesh))
+        state = jax.jit(lambda b, p: init_state(task, optimizer, config.seed, b, p), out_shardings=state_sharding)(
+            global_batch(example, mesh), pretrained)
         start = 0
     else:
         abstract_sharded = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),

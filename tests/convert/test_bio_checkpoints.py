@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
 from bioxlstm_jax.convert import load_converted, read_official_checkpoint
 from bioxlstm_jax.convert.__main__ import main as convert_main
@@ -22,6 +21,11 @@ from bioxlstm_jax.data.dna import COMPLEMENT
 from bioxlstm_jax.nn import XLSTMConfig
 from tests.convert.test_official_lm import S, official_model
 from tests.helpers import assert_close_scaled
+
+try:  # PyTorch and the official xlstm package: the `torch` tests (deselected where the test extra has no PyTorch)
+    import torch
+except ModuleNotFoundError:
+    pass
 
 
 def _tokens(vocab=21):
@@ -45,6 +49,7 @@ def _cuda_layout(model, state_dict, prefix):
         state_dict[key + "_bias_"] = cell.bias.clone().reshape(-1)
 
 
+@pytest.mark.torch
 def test_prot_xlstm_directory(tmp_path):
     model = official_model(11, slstm_at=[], num_blocks=2, D=64, m_heads=4, s_heads=4)
     cfg = dataclasses.asdict(model.config)
@@ -64,6 +69,7 @@ def test_prot_xlstm_directory(tmp_path):
     assert (rot.rope, rot.rope_base) == ("inner", 500000.0)
 
 
+@pytest.mark.torch
 def test_dna_xlstm_lightning_checkpoint_with_cuda_slstm_layout(tmp_path):
     model = official_model(12, slstm_at=[1], num_blocks=3, D=64, m_heads=2, s_heads=4)
     sd = {"model.backbone." + k: v for k, v in model.state_dict().items()}
@@ -89,6 +95,7 @@ def test_dna_xlstm_lightning_checkpoint_with_cuda_slstm_layout(tmp_path):
     assert_close_scaled(XLSTMLM(cfg_v).apply({"params": params_v}, _tokens().numpy()), _logits(model), 1e-5)
 
 
+@pytest.mark.torch
 def test_dna_xlstm_rcps_names_load_into_an_rcps_model(tmp_path):
     model = official_model(13, slstm_at="all", num_blocks=2, D=32, m_heads=2, s_heads=2, vocab=12)
     plain = dict(model.state_dict())
@@ -113,14 +120,15 @@ def test_dna_xlstm_rcps_names_load_into_an_rcps_model(tmp_path):
     # the converted checkpoint is a fine-tuning backbone (experiments.dna_finetune --config.ckpt, PS)
     assert convert_main([str(tmp_path / "last.ckpt"), str(tmp_path / "converted")]) == 0
     from bioxlstm_jax.jobs.finetune import classifier
+    from bioxlstm_jax.training.trainer import with_pretrained
     from experiments import dna_finetune
 
     c = dna_finetune.get_config()
     c.rc = "ps"
-    clf, init_params = classifier(c, str(tmp_path / "converted"), num_classes=3, length=40)
+    clf, pretrained = classifier(c, str(tmp_path / "converted"), num_classes=3, length=40)
     tokens = jnp.asarray(np.random.default_rng(0).integers(7, 11, (2, 40)), jnp.int32)
     fresh = clf.init(jax.random.PRNGKey(1), tokens)["params"]
-    loaded = init_params(jax.random.PRNGKey(1), fresh)
+    loaded = with_pretrained(fresh, pretrained)
     chex.assert_trees_all_close(loaded["backbone"], params["backbone"])
     assert loaded["head"]["kernel"].shape == (32, 3) and clf.apply({"params": loaded}, tokens).shape == (2, 3)
     c.rc = "ph"
@@ -128,6 +136,7 @@ def test_dna_xlstm_rcps_names_load_into_an_rcps_model(tmp_path):
         classifier(c, str(tmp_path / "converted"), num_classes=3, length=40)
 
 
+@pytest.mark.torch
 def test_chem_xlstm_epoch_directory(tmp_path):
     model = official_model(14, slstm_at=[], num_blocks=2, D=64, m_heads=2, s_heads=4)
     run = tmp_path / "xLSTM-0.1M-ed64_hid64_l2_he2_123"
@@ -158,6 +167,7 @@ def test_cli_errors(tmp_path, capsys):
     assert "line 2" in capsys.readouterr().err
 
 
+@pytest.mark.torch
 def test_a_config_that_does_not_fit_its_weights_is_refused_and_nothing_is_written(tmp_path, capsys):
     model = official_model(11, slstm_at=[], num_blocks=2, D=64, m_heads=4, s_heads=4)
     cfg = dataclasses.asdict(model.config)

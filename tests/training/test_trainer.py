@@ -88,6 +88,27 @@ def test_resume_into_another_mesh_equals_uninterrupted(tmp_path):
     np.testing.assert_allclose(np.array(losses(tmp_path / "split")), np.array(losses(tmp_path / "full")), rtol=1e-5)
 
 
+def test_pretrained_params_on_one_device_train_on_any_mesh(tmp_path):
+    """A task's pretrained parameters, restored onto one device (as ``read_params`` does), start a run
+    on a mesh of other devices (jax 0.12 refused the old closure over them: "incompatible devices")."""
+    c = tiny(steps=2)
+    base = tiny_experiment.build_task(c)
+    batch = next(iter(base.train_data(c.batch_size, 0, 1)))
+    other = base.init(jax.random.PRNGKey(7), batch)
+    pretrained = {"backbone": jax.device_put(other["backbone"], jax.devices()[5])}
+    task = dataclasses.replace(base, pretrained=pretrained)
+    start = init_state(task, make_optimizer(c.optimizer, c.steps)[0], c.seed, batch, pretrained)
+    chex.assert_trees_all_equal(start.params["backbone"], other["backbone"])
+    assert not np.array_equal(start.params["backbone"]["token_embedding"]["embedding"],
+                              base.init(jax.random.PRNGKey(c.seed), batch)["backbone"]["token_embedding"]["embedding"])
+    one = train(c, tmp_path / "one", task, mesh=make_mesh(devices=jax.devices()[:1]))
+    for name, mesh in (("dp", make_mesh(data=8)), ("fsdp", make_mesh(data=2, fsdp=4))):
+        assert_params_close(params_of(train(c, tmp_path / name, task, mesh=mesh)), params_of(one), 1e-6)
+    wrong = {"backbone": {**other["backbone"], "token_embedding": {"embedding": jnp.zeros((3, 16))}}}
+    with pytest.raises(ValueError, match="'backbone' do not fit the model"):
+        train(c, tmp_path / "wrong", dataclasses.replace(base, pretrained=wrong), mesh=make_mesh(data=8))
+
+
 def poisoned_task(nan_from: int) -> Task:
     """Batches carry the step number; from ``nan_from`` on the loss is NaN."""
     c = tiny()
