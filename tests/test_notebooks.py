@@ -27,8 +27,15 @@ RUNS = {"prot_generation.ipynb": ("BIOXLSTM_PROT_RUN", "prot_run", "prot"),
 # shared 2-block RCPS run would double its time and put it on the worker that already runs the DNA CLI tests
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.xdist_group(RUNS[n][2])] if n in RUNS else [])
-                                  for n in sorted(EXPECTED)])
+NEEDS_TORCH = {"chem_generation.ipynb"}  # FCD (the fcd package runs ChemNet in PyTorch)
+
+
+def _marks(name):
+    return ([pytest.mark.xdist_group(RUNS[name][2])] if name in RUNS else []) + (
+        [pytest.mark.torch] if name in NEEDS_TORCH else [])
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in sorted(EXPECTED)])
 def test_notebook_executes(name, monkeypatch, request):
     monkeypatch.setenv("BIOXLSTM_SMALL", "1")
     if name in RUNS:

@@ -35,6 +35,7 @@ def test_properties_plot_and_grid(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0 and (tmp_path / "g.png").stat().st_size > 0
 
 
+@pytest.mark.torch  # FCD: the fcd package runs ChemNet in PyTorch
 def test_fcd_of_a_set_with_itself_is_zero_and_matches_the_fcd_package():
     moses = [s for _, s in read_smiles(data_path("chem", "moses_test_1k.csv.gz"))][:400]
     chembl = [s for _, s in read_smiles(asset_path("chem", "chembl_valid_5k.txt.gz"))][:400]

@@ -50,6 +50,7 @@ def test_pretrain_names_the_bad_line(data, tmp_path):
     assert res.returncode != 0 and f"{bad}:2" in res.stderr and "no token covers '!'" in res.stderr
 
 
+@pytest.mark.torch  # FCD: the fcd package runs ChemNet in PyTorch
 def test_generate_writes_metrics(workdir, tmp_path):
     out = tmp_path / "gen" / "generated.json"
     res = run_command("experiments.chem_generate", f"--config.ckpt={workdir}", "--config.n=24", "--config.batch_size=10",
@@ -65,6 +66,7 @@ def test_generate_writes_metrics(workdir, tmp_path):
         assert (out.parent / "generated_properties.png").is_file() and (out.parent / "generated_grid.png").is_file()
 
 
+@pytest.mark.torch  # FCD: the fcd package runs ChemNet in PyTorch
 def test_icl_trains_then_generates_and_ranks_heldout_domains(tmp_path):
     domains = tmp_path / "domains.txt"
     smiles = [s for _, s in read_smiles(asset_path("chem", "chembl_valid_5k.txt.gz"))][:400]

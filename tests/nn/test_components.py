@@ -7,15 +7,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-from xlstm.components.conv import CausalConv1d as TorchConv
-from xlstm.components.conv import CausalConv1dConfig
-from xlstm.components.linear_headwise import LinearHeadwiseExpand as TorchHeadwise
-from xlstm.components.linear_headwise import LinearHeadwiseExpandConfig
-from xlstm.components.ln import LayerNorm as TorchLayerNorm
-from xlstm.components.ln import MultiHeadLayerNorm as TorchMultiHeadLayerNorm
 
 from bioxlstm_jax.nn import DepthwiseConv1d, LayerNorm, LinearHeadwiseExpand, MultiHeadLayerNorm
+
+try:  # PyTorch and the official xlstm package: the `torch` tests (deselected where the test extra has no PyTorch)
+    import torch
+    from xlstm.components.conv import CausalConv1d as TorchConv
+    from xlstm.components.conv import CausalConv1dConfig
+    from xlstm.components.linear_headwise import LinearHeadwiseExpand as TorchHeadwise
+    from xlstm.components.linear_headwise import LinearHeadwiseExpandConfig
+    from xlstm.components.ln import LayerNorm as TorchLayerNorm
+    from xlstm.components.ln import MultiHeadLayerNorm as TorchMultiHeadLayerNorm
+except ModuleNotFoundError:
+    pass
 
 RNG = np.random.default_rng(0)
 
@@ -24,6 +28,7 @@ def _t(x):
     return torch.from_numpy(np.asarray(x, np.float32))
 
 
+@pytest.mark.torch
 def test_layernorm_matches_official():
     x = RNG.normal(size=(2, 5, 24)).astype(np.float32) * 3 + 1
     w = RNG.normal(size=(24,)).astype(np.float32)
@@ -37,6 +42,7 @@ def test_layernorm_matches_official():
     chex.assert_trees_all_close(actual, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.torch
 def test_multihead_layernorm_matches_official():
     B, NH, S, DH = 2, 3, 7, 8
     x = RNG.normal(size=(B, NH, S, DH)).astype(np.float32) * 2
@@ -49,6 +55,7 @@ def test_multihead_layernorm_matches_official():
     chex.assert_trees_all_close(actual.transpose(0, 2, 1, 3), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("kernel_size", [2, 4])
 def test_causal_conv_matches_official_and_steps(kernel_size):
     B, S, D = 2, 11, 6
@@ -79,6 +86,7 @@ def test_causal_conv_init_is_torch_default():
         assert float(jnp.std(p)) == pytest.approx(bound / math.sqrt(3), rel=0.1)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("expand,use_bias", [(1, False), (2, True)])
 def test_headwise_linear_matches_official(expand, use_bias):
     D, NH = 16, 4
@@ -97,6 +105,7 @@ def test_headwise_linear_matches_official(expand, use_bias):
     chex.assert_trees_all_close(module.apply({"params": params}, x), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("D,NH,dtype", [(16, 4, "float32"), (64, 2, "float32"), (1024, 256, "float32"),
                                          (16, 4, "bfloat16")])
 def test_headwise_linear_gradients_match_official(D, NH, dtype):
@@ -128,6 +137,7 @@ def test_headwise_linear_init_std_and_errors():
         LinearHeadwiseExpand(num_heads=3).init(jax.random.key(0), jnp.zeros((1, 16)))
 
 
+@pytest.mark.torch
 def test_same_padding_conv_matches_torch():
     """DNA-xLSTM's non-causal conv: torch Conv1d(padding="same", groups=D)."""
     B, S, D, KS = 2, 11, 8, 4

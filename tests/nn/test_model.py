@@ -7,8 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig
 
 from bioxlstm_jax.data.dna import COMPLEMENT
 from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig, apply_rope, prefill, rope_angles, zero_state
@@ -140,7 +138,11 @@ def test_rope_is_the_reference_complex_rotation_and_relative():
     assert dot(10, 3) != pytest.approx(dot(10, 4), rel=1e-3)
 
 
+@pytest.mark.torch
 def test_initialisation_follows_the_reference():
+    import torch
+    from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig
+
     cfg = XLSTMConfig(vocab_size=V, embedding_dim=128, num_blocks=4, slstm_at=(1, 3), mlstm_num_heads=4)
     params = XLSTMLM(cfg).init(jax.random.key(0), tokens_for(0))["params"]["backbone"]
     m = params["block_0"]["xlstm"]

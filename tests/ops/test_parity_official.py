@@ -10,21 +10,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-from xlstm.blocks.mlstm.backends import (
-    chunkwise_simple,
-    parallel_stabilized_simple,
-    recurrent_step_stabilized_simple,
-)
-from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig
 
 from bioxlstm_jax.ops import MLSTMState, SLSTMState, mlstm_chunkwise, mlstm_parallel, mlstm_recurrent, slstm_scan
 from tests.helpers import assert_close_scaled, max_abs, mlstm_inputs, random_state
 
-DTYPES = [(np.float64, torch.float64, 1e-10), (np.float32, torch.float32, 1e-5)]
+try:  # PyTorch and the official xlstm package: the `torch` tests (deselected where the test extra has no PyTorch)
+    import torch
+    from xlstm.blocks.mlstm.backends import (
+        chunkwise_simple,
+        parallel_stabilized_simple,
+        recurrent_step_stabilized_simple,
+    )
+    from xlstm.blocks.slstm.cell import sLSTMCell, sLSTMCellConfig
+except ModuleNotFoundError:
+    pass
+
+pytestmark = pytest.mark.torch
+
+DTYPES = [(np.float64, "float64", 1e-10), (np.float32, "float32", 1e-5)]  # numpy dtype, torch dtype name, tolerance
 
 
 def _torch(*arrays, dtype):
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     return tuple(torch.from_numpy(np.ascontiguousarray(x)).to(dtype) for x in arrays)
 
 
@@ -142,6 +149,7 @@ def test_official_parallel_loses_float32_precision():
 def _official_slstm(gates_x, R, b, dtype, state=None):
     """Run the official vanilla sLSTM cell with external-layout R (NH, DH, 4, DH) and b (NH, 4, DH)."""
     B, S, _, NH, DH = gates_x.shape
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     cell = sLSTMCell(sLSTMCellConfig(hidden_size=NH * DH, num_heads=NH, backend="vanilla", dtype="float32")).to(dtype)
     with torch.no_grad():
         cell._recurrent_kernel_.copy_(cell._recurrent_kernel_ext2int(torch.from_numpy(R).to(dtype)))
