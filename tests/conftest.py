@@ -61,6 +61,7 @@ def _has_torch() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "xlstm", "fcd"))
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected what it deselects
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``torch`` (parity with the official PyTorch ``xlstm``, FCD) need PyTorch, which the test
     extra installs on Python 3.11 only (on 3.12+ PyPI's torch is a multi-GB CUDA build): there, without
