@@ -393,48 +393,38 @@ def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, ep
     return jnp.swapaxes(h[:, :S], 1, 2), MLSTMState(*last_state)
 
 
-def _on_gpu() -> bool:
-    return jax.default_backend() == "gpu"
+# Where kernel="auto" takes the Pallas kernels: the GPUs (compute capabilities) and calls for which every
+# kernel, forward and backward, compiles with no more than a few hundred bytes spilled
+# (benchmarks/gpu_compile.py, CI's gpu_compile tier; docs/kernels.md): A100 (8.0) and H100 / H200 (9.0),
+# float32 / bfloat16 / float16 inputs, head dims up to 512, chunks of 16 to 1024 tokens (powers of two).
+KERNEL_GPUS = {"8.0": "A100", "9.0": "H100 / H200"}
+KERNEL_MAX_HEAD_DIM = 512
+KERNEL_MAX_CHUNK = 1024
+
+
+def _gpu_capability() -> str | None:
+    """The default device's CUDA compute capability ("9.0"), or None off an NVIDIA GPU."""
+    device = jax.devices()[0]
+    return getattr(device, "compute_capability", None) if device.platform == "gpu" else None
+
+
+def _kernel_refusal(capability: str | None, dtype, dhqk: int, dhv: int, chunk_size: int) -> str | None:
+    """Why ``kernel="auto"`` takes XLA for this GPU and call, or None when it takes the Pallas kernels."""
+    if capability is None:
+        return "not on an NVIDIA GPU"
+    if capability not in KERNEL_GPUS:
+        return (f"compute capability {capability}: the kernels are compiled and checked for "
+                f"{', '.join(f'{c} ({n})' for c, n in KERNEL_GPUS.items())} only")
+    if jnp.dtype(dtype) not in (jnp.float32, jnp.bfloat16, jnp.float16):
+        return f"{jnp.dtype(dtype)} inputs (the kernels take float32, bfloat16, float16)"
+    if max(dhqk, dhv) > KERNEL_MAX_HEAD_DIM:
+        return f"head dims {dhqk} / {dhv} (the kernels are checked up to {KERNEL_MAX_HEAD_DIM})"
+    if chunk_size & (chunk_size - 1) or not 16 <= chunk_size <= KERNEL_MAX_CHUNK:
+        return f"chunk_size {chunk_size} (the kernels take powers of two from 16 to {KERNEL_MAX_CHUNK})"
+    return None
 
 
 _FALLBACK_WARNED: set[str] = set()
-
-
-@functools.lru_cache(maxsize=None)
-def _kernel_compiles(q_aval, v_aval, gate_dtypes, chunk_size: int, eps: float, has_state: bool,
-                     has_resets: bool) -> bool:
-    """Whether the Pallas kernel (forward and backward) lowers and compiles for these shapes here.
-
-    Any failure (lowering, compilation, resources) warns once per distinct error and returns False.
-    """
-    from pallas_kernels import mlstm_chunkwise as kernel
-
-    B, NH, S, DHQK = q_aval.shape
-    DHV = v_aval.shape[-1]
-    gate = lambda dt: jax.ShapeDtypeStruct((B, NH, S), dt)  # noqa: E731
-    args = [q_aval, q_aval, v_aval, gate(gate_dtypes[0]), gate(gate_dtypes[1]), v_aval]
-    if has_state:
-        args += [jax.ShapeDtypeStruct((B, NH, DHQK, DHV), jnp.float32),
-                 jax.ShapeDtypeStruct((B, NH, DHQK), jnp.float32), jax.ShapeDtypeStruct((B, NH), jnp.float32)]
-    resets = jax.ShapeDtypeStruct((B, S), jnp.bool_) if has_resets else None
-
-    def fwd_bwd(q, k, v, i, f, dh, *state, resets=None):
-        run = lambda *x: kernel(*x, chunk_size=chunk_size, initial_state=tuple(x[5:]) or None,  # noqa: E731
-                                resets=resets, eps=eps, return_last_state=True)
-        (h, last), pullback = jax.vjp(lambda *x: run(*x), q, k, v, i, f, *state)
-        return h, last, pullback((dh, jax.tree.map(jnp.zeros_like, last)))
-
-    try:
-        jax.jit(fwd_bwd).trace(*args, resets=resets).lower().compile()
-        return True
-    except Exception as err:  # noqa: BLE001 -- any kernel failure falls back to XLA
-        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        if message not in _FALLBACK_WARNED:
-            _FALLBACK_WARNED.add(message)
-            warnings.warn(f"Pallas mlstm_chunkwise kernel unavailable for q {q_aval.shape} {q_aval.dtype}, "
-                          f"chunk_size {chunk_size} ({message}); using the XLA chunkwise form.",
-                          RuntimeWarning, stacklevel=3)
-        return False
 
 
 def mlstm_chunkwise(
@@ -468,8 +458,9 @@ def mlstm_chunkwise(
       eps: added to the normalizer.
       kernel: ``"xla"`` (this implementation, the numerical reference), ``"pallas"`` (the kernels of
         ``pallas_kernels.mlstm_chunkwise``; interpreted off GPU; errors propagate) or ``"auto"``: the
-        kernels on GPU when they compile for these shapes, else XLA (one warning per distinct kernel
-        failure). The kernels' gradient treats the normalizer and max-state as constants (exact
+        kernels on the GPUs and for the calls they are compiled and checked for (docs/kernels.md:
+        A100, H100 / H200; head dims up to 512; chunks of 16 to 1024), else XLA (off GPU silently, on
+        another GPU or call with one warning per reason). The kernels' gradient treats the normalizer and max-state as constants (exact
         behind the per-head norm that always follows).
     Returns:
       h: (B, NH, S, DHV) in the dtype of ``q``, or ``(h, MLSTMState)`` if ``return_last_state``.
@@ -487,12 +478,14 @@ def mlstm_chunkwise(
     if initial_state is not None:
         _check_state(initial_state, B, NH, DHQK, DHV)
     use_kernel = kernel == "pallas"
-    if kernel == "auto" and _on_gpu():
-        use_kernel = _kernel_compiles(
-            jax.ShapeDtypeStruct(q.shape, q.dtype), jax.ShapeDtypeStruct(v.shape, v.dtype),
-            (jnp.dtype(i.dtype), jnp.dtype(f.dtype)), chunk_size, float(eps), initial_state is not None,
-            resets is not None,
-        )
+    if kernel == "auto":
+        capability = _gpu_capability()
+        refusal = _kernel_refusal(capability, q.dtype, DHQK, DHV, chunk_size)
+        use_kernel = refusal is None
+        if capability is not None and refusal is not None and refusal not in _FALLBACK_WARNED:
+            _FALLBACK_WARNED.add(refusal)
+            warnings.warn(f"mlstm_chunkwise: the Pallas kernels are not used for {refusal}; using the XLA "
+                          "chunkwise form.", RuntimeWarning, stacklevel=2)
     if use_kernel:
         from pallas_kernels import mlstm_chunkwise as kernel
 

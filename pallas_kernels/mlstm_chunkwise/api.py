@@ -132,7 +132,7 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
     NC = -(-S // L)
     Sp = NC * L
     DK, DV = padded_head_dim(DHQK), padded_head_dim(DHV)
-    blocks = (block_sizes or BlockSizes.for_shape(L, DHQK, DHV)).clamped(L, DK, DV)
+    blocks = (block_sizes or BlockSizes.for_shape(L, DHQK, DHV, q.dtype)).clamped(L, DK, DV)
     BH = B * NH
 
     log_f = jax.nn.log_sigmoid(f.astype(F32))

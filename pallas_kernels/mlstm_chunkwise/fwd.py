@@ -113,7 +113,7 @@ def compiler_params(blocks: BlockSizes):
 
 
 def _states_kernel(k_ref, v_ref, key_state_ref, decay_ref, C0_ref, n0_ref, C_ref, n_ref, *,
-                   L, NC, scale, precision):
+                   L, NC, rows_per_step, scale, precision):
     mm = k_ref.dtype
     write_n = pl.program_id(2) == 0
 
@@ -127,12 +127,17 @@ def _states_kernel(k_ref, v_ref, key_state_ref, decay_ref, C0_ref, n0_ref, C_ref
     def body(c, carry):
         C, n = carry
         store(c, C, n)
-        rows = pl.ds(c * L, L)
-        kbar = k_ref[rows, :].astype(F32) * (scale * jnp.exp(key_state_ref[rows]))[:, None]  # (L, bk)
+
+        def part(u, acc):  # rows_per_step rows of the chunk at a time: the tiles do not grow with L
+            dC, dn = acc
+            rows = pl.ds(c * L + u * rows_per_step, rows_per_step)
+            kbar = k_ref[rows, :].astype(F32) * (scale * jnp.exp(key_state_ref[rows]))[:, None]  # (rows, bk)
+            return (dC + dot(kbar.astype(mm), v_ref[rows, :], trans_a=True, precision=precision),
+                    dn + jnp.sum(kbar, axis=0))
+
+        dC, dn = lax.fori_loop(0, L // rows_per_step, part, (jnp.zeros_like(C), jnp.zeros_like(n)))
         decay = jnp.exp(decay_ref[pl.ds(c, 1)])  # (1,)
-        C = decay[:, None] * C + dot(kbar.astype(mm), v_ref[rows, :], trans_a=True, precision=precision)
-        n = decay * n + jnp.sum(kbar, axis=0)
-        return C, n
+        return decay[:, None] * C + dC, decay * n + dn
 
     C, n = lax.fori_loop(0, NC, body, (C0_ref[...], n0_ref[...]))
     store(NC, C, n)
@@ -144,7 +149,8 @@ def chunk_states(k, v, gates: Gates, C0, n0, *, chunk_size, scale, blocks: Block
     DV = v.shape[-1]
     L, NC = chunk_size, S // chunk_size
     bk, bv = blocks.block_dqk, blocks.block_dv
-    kernel = functools.partial(_states_kernel, L=L, NC=NC, scale=scale, precision=precision_for(k.dtype))
+    kernel = functools.partial(_states_kernel, L=L, NC=NC, rows_per_step=blocks.block_kv, scale=scale,
+                               precision=precision_for(k.dtype))
     return pl.pallas_call(
         kernel,
         grid=(BH, DK // bk, DV // bv),
@@ -187,23 +193,38 @@ MAX_FLOOR = -1e30
 
 
 def _h_kernel(q_ref, k_ref, v_ref, b_ref, seg_q_ref, key_gate_ref, seg_k_ref, query_init_ref, C_ref, n_ref,
-              h_ref, N_ref, m_ref, *, block_kv, scale, eps, precision):
+              h_ref, N_ref, m_ref, *, block_kv, block_dqk, scale, eps, precision):
+    """H of a (block_q, block_dv) tile; contractions over DK run block_dqk columns at a time."""
     mm = q_ref.dtype
-    block_q = q_ref.shape[0]
+    block_q, DK = q_ref.shape
+    n_dk = DK // block_dqk
     q_start = pl.program_id(2) * block_q
-    q = q_ref[...]
     b_q, seg_q = b_ref[...], seg_q_ref[...]
+
+    def q_tile(a):
+        return q_ref[:, pl.ds(a * block_dqk, block_dqk)]
+
+    def inter(a, acc):
+        num, den = acc
+        q, dk = q_tile(a), pl.ds(a * block_dqk, block_dqk)
+        return (num + dot(q, C_ref[dk, :].astype(mm), precision=precision),
+                den + jnp.sum(q.astype(F32) * n_ref[dk][None, :], axis=1))
+
     # The entering state's log weight starts the running max (its terms then need no rescaling).
     query_init = query_init_ref[...]
     m = jnp.maximum(query_init, MAX_FLOOR)
-    inter = jnp.exp(query_init - m)  # 1, or 0 after a document start in this chunk
-    num = inter[:, None] * dot(q, C_ref[...].astype(mm), precision=precision)  # (bq, bv)
-    den = inter * jnp.sum(q.astype(F32) * n_ref[...][None, :], axis=1)
+    inter_w = jnp.exp(query_init - m)  # 1, or 0 after a document start in this chunk
+    num, den = lax.fori_loop(0, n_dk, inter, (jnp.zeros(h_ref.shape, F32), jnp.zeros((block_q,), F32)))
+    num, den = inter_w[:, None] * num, inter_w * den
 
     def body(j, carry):
         num, den, m = carry
         cols = pl.ds(j * block_kv, block_kv)
-        scores = dot(q, k_ref[cols, :], trans_b=True, precision=precision) * scale
+
+        def qk(a, acc):
+            return acc + dot(q_tile(a), k_ref[cols, pl.ds(a * block_dqk, block_dqk)], trans_b=True, precision=precision)
+
+        scores = lax.fori_loop(0, n_dk, qk, jnp.zeros((block_q, block_kv), F32)) * scale
         log_d = causal_log_decay(b_q, seg_q, key_gate_ref[cols], seg_k_ref[cols], q_start, j * block_kv)
         m_new = jnp.maximum(m, jnp.max(log_d, axis=1))
         alpha = jnp.exp(m - m_new)
@@ -228,7 +249,7 @@ def chunk_outputs(q, k, v, gates: Gates, C, n, *, chunk_size, scale, eps, blocks
     NC = S // L
     bq, bv = blocks.block_q, blocks.block_dv
     nq = L // bq
-    kernel = functools.partial(_h_kernel, block_kv=blocks.block_kv, scale=scale, eps=eps,
+    kernel = functools.partial(_h_kernel, block_kv=blocks.block_kv, block_dqk=blocks.block_dqk, scale=scale, eps=eps,
                                precision=precision_for(q.dtype))
     q_rows = lambda h, c, t, e: (h, c * nq + t)  # noqa: E731
     return pl.pallas_call(

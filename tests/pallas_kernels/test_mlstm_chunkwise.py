@@ -195,8 +195,8 @@ def test_kernels_lower_for_cuda_with_triton(dtype):
         return layernorm_loss(h) + jnp.sum(C**2)
 
     assert _gpu_lowering(forward, q, q, v, gate, gate, state) == 2  # chunk states, outputs
-    # forward + backward: states, outputs, recomputed states, dC recurrence, dQ, dK/dV
-    assert _gpu_lowering(jax.grad(loss, argnums=(0, 1, 2, 3, 4, 5)), q, q, v, gate, gate, state) == 6
+    # forward + backward: states, outputs, recomputed states, dC recurrence, dQ, dK, dV
+    assert _gpu_lowering(jax.grad(loss, argnums=(0, 1, 2, 3, 4, 5)), q, q, v, gate, gate, state) == 7
 
 
 def test_bad_inputs_raise():
@@ -228,23 +228,40 @@ def test_auto_uses_xla_off_gpu(monkeypatch):
     np.testing.assert_array_equal(h, ops.mlstm_chunkwise(*args, kernel="xla"))
 
 
-def test_auto_falls_back_to_xla_with_one_warning(monkeypatch):
-    """A kernel that fails to compile (here: compiled, not interpreted, on CPU) falls back to XLA with
-    a single warning, under jit too."""
-    monkeypatch.setattr(ops_mlstm, "_on_gpu", lambda: True)
-    monkeypatch.setattr(kernel_api, "default_interpret", lambda: False)
-    ops_mlstm._kernel_compiles.cache_clear()
+def test_auto_dispatches_by_gpu_capability_and_shape(monkeypatch):
+    """On a GPU, ``auto`` takes the kernels where the compile tier proves them (A100, H100 / H200; head
+    dims up to 512; power-of-two chunks 16-1024) and XLA elsewhere, with one warning per reason, under
+    jit too. Faked here: the capability, and the kernels interpreted on CPU."""
+    calls = []
+    real = pallas_kernels.mlstm_chunkwise
+    monkeypatch.setattr(pallas_kernels, "mlstm_chunkwise", lambda *a, **k: calls.append(1) or real(*a, **k))
     ops_mlstm._FALLBACK_WARNED.clear()
     args = _inputs(2, 40, 16, 16, "normal", "float32")
     expected = ops.mlstm_chunkwise(*args, chunk_size=16, kernel="xla")
-    with pytest.warns(RuntimeWarning, match="using the XLA chunkwise form") as record:
+    monkeypatch.setattr(ops_mlstm, "_gpu_capability", lambda: "7.5")  # a T4
+    with pytest.warns(RuntimeWarning, match="compute capability 7.5.*using the XLA chunkwise form") as record:
         h = jax.jit(lambda *a: ops.mlstm_chunkwise(*a, chunk_size=16, kernel="auto"))(*args)
         h2 = ops.mlstm_chunkwise(*(x[:, :, :30] for x in args), chunk_size=16, kernel="auto")
-    assert len([w for w in record if "XLA chunkwise" in str(w.message)]) == 1
+    assert len(record) == 1 and not calls
     np.testing.assert_array_equal(h, expected)
     np.testing.assert_array_equal(h2, ops.mlstm_chunkwise(*(x[:, :, :30] for x in args), chunk_size=16,
                                                           kernel="xla"))
-    ops_mlstm._kernel_compiles.cache_clear()
+    monkeypatch.setattr(ops_mlstm, "_gpu_capability", lambda: "9.0")  # an H100
+    with pytest.warns(RuntimeWarning, match="chunk_size 24"):
+        ops.mlstm_chunkwise(*args, chunk_size=24, kernel="auto")
+    assert not calls
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        h = ops.mlstm_chunkwise(*args, chunk_size=16, kernel="auto")
+    assert calls
+    assert_close_scaled(h, expected, 2e-5, "h")
+    for capability, dtype, dims, chunk, reason in [
+        (None, "float32", (64, 64), 64, "not on an NVIDIA GPU"), ("8.6", "bfloat16", (64, 64), 64, "8.6"),
+        ("8.0", "float64", (64, 64), 64, "float64"), ("9.0", "bfloat16", (1024, 64), 64, "head dims 1024"),
+        ("9.0", "bfloat16", (64, 64), 2048, "chunk_size 2048"), ("8.0", "float16", (512, 512), 1024, None),
+    ]:
+        got = ops_mlstm._kernel_refusal(capability, jnp.dtype(dtype), *dims, chunk)
+        assert got is None if reason is None else reason in got, (capability, dtype, dims, chunk, got)
 
 
 def test_model_with_kernels_matches_xla():
