@@ -14,6 +14,9 @@ e.g. ``get("prot_xlstm_26m", form="parallel")``). Parameter counts are pinned by
   blocks, FFN 1.0; context 1024). ``dna_xlstm_4m``: d 256, 9 mLSTM blocks, proj 2.0 (rounded down,
   as DNA-xLSTM does), per-head RoPE, context 32768. All DNA presets: 12-token vocabulary with its
   complement map, causal (choose ``bidirectional`` / ``rcps`` per objective).
+* ``prot_small``, ``dna_small``, ``chem_small``: the jobs' default models, sized for a few minutes of
+  training on a CPU: a paper preset made narrow and shallow (d 128 x 2 blocks, chunk 64; d 64 x 2
+  blocks, chunk 64; d 128 x 2 blocks, 4 heads).
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ _PRESETS: dict[str, dict] = {
     "dna_xlstm_4m": dict(_DNA, embedding_dim=256, num_blocks=9, mlstm_proj_factor=2.0, rope="head",
                          context_length=32_768, chunk_size=256),
 }
+_PRESETS.update({
+    "prot_small": dict(_PRESETS["prot_xlstm_26m"], embedding_dim=128, num_blocks=2, chunk_size=64, context_length=2048),
+    "dna_small": dict(_PRESETS["dna_xlstm_4m"], embedding_dim=64, num_blocks=2, chunk_size=64, context_length=1024),
+    "chem_small": dict(_PRESETS["chem_xlstm_15m"], embedding_dim=128, num_blocks=2, mlstm_num_heads=4),
+})
 
 
 def names() -> tuple[str, ...]:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import chem_generate, run
+from bioxlstm_jax.jobs import chem_generate, model_flags, run
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    c.model = model_flags()  # XLSTMConfig fields over the checkpoint's: --config.model.kernel=xla, .dtype=bfloat16, ...
     c.ckpt = placeholder(str)  # chem_pretrain workdir or converted Chem-xLSTM checkpoint (required)
     c.n = 1000  # molecules to sample
     c.reference = placeholder(str)  # SMILES file for FCD and the property plots (unset: the run's test file)

@@ -29,17 +29,14 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import chem_icl, run
+from bioxlstm_jax.jobs import chem_icl, model_flags, run
 from bioxlstm_jax.training import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = base_config()
-    c.preset = placeholder(str)  # unset: the small model of `small_model`; chem_xlstm_15m
-    c.small_model = ml_collections.ConfigDict(dict(embedding_dim=128, num_blocks=2, mlstm_num_heads=4))
-    c.form = "chunkwise"  # mLSTM form: chunkwise | parallel
-    c.chunk_size = 64
-    c.dtype = "float32"
+    c.preset = "chem_small"  # chem_small (d 128 x 2 blocks) | chem_xlstm_15m
+    c.model = model_flags(form="chunkwise", chunk_size=64)  # XLSTMConfig fields over the preset
     c.domains = placeholder(str)  # file of domains, one per line (unset: the shipped ICST validation domains)
     c.heldout = 10  # the last `heldout` domains are held out
     c.tokenizer = "bioxlstm"

@@ -27,16 +27,14 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import chem_pretrain, run
+from bioxlstm_jax.jobs import chem_pretrain, model_flags, run
 from bioxlstm_jax.training import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = base_config()
-    c.preset = placeholder(str)  # unset: the small model of `small_model`; chem_xlstm_15m
-    c.small_model = ml_collections.ConfigDict(dict(embedding_dim=128, num_blocks=2, mlstm_num_heads=4))
-    c.form = placeholder(str)  # mLSTM form (unset: the preset's, parallel); chunkwise
-    c.dtype = "float32"  # compute dtype (bfloat16 on GPU)
+    c.preset = "chem_small"  # chem_small (d 128 x 2 blocks) | chem_xlstm_15m
+    c.model = model_flags()  # XLSTMConfig fields over the preset: --config.model.form=chunkwise, .dtype=bfloat16, ...
     c.train = placeholder(str)  # SMILES file (unset: the shipped ChEMBL mini_train)
     c.valid = placeholder(str)  # unset: the shipped first 5,000 ChEMBL valid molecules
     c.test = placeholder(str)  # unset: the shipped first 5,000 ChEMBL test molecules

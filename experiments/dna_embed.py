@@ -15,11 +15,12 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import dna_embed, run
+from bioxlstm_jax.jobs import dna_embed, model_flags, run
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    c.model = model_flags()  # XLSTMConfig fields over the checkpoint's: --config.model.kernel=xla, .dtype=bfloat16, ...
     c.ckpt = placeholder(str)  # dna_pretrain workdir or converted checkpoint (required)
     c.fasta = placeholder(str)  # FASTA of sequences to embed (required)
     c.batch_size = 8  # sequences per forward pass

@@ -32,7 +32,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import dna_finetune, run
+from bioxlstm_jax.jobs import dna_finetune, model_flags, run
 from bioxlstm_jax.training import base_config
 
 
@@ -53,11 +53,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.max_length = placeholder(int)  # bases per sequence (unset: the longest train sequence)
     c.task = placeholder(str)  # the task of a Nucleotide Transformer table
     c.valid_fraction = 0.1  # split off the train table when config.valid is unset
-    c.preset = placeholder(str)  # from scratch without ckpt: unset = small_model; dna_xlstm_500k, dna_xlstm_2m, dna_xlstm_4m
-    c.small_model = ml_collections.ConfigDict(dict(embedding_dim=64, num_blocks=2, slstm_at=(), mlstm_num_heads=4,
-                                                   chunk_size=64))
-    c.bidirectional = "sum"  # from scratch only (a checkpoint keeps its own)
-    c.dtype = "float32"
+    c.preset = "dna_small"  # the model without ckpt: dna_small | dna_xlstm_500k | dna_xlstm_2m | dna_xlstm_4m
+    # XLSTMConfig fields over the preset or the checkpoint's config (model.bidirectional unset: "sum" from
+    # scratch, the checkpoint's own with ckpt)
+    c.model = model_flags()
     c.monitor = "accuracy"  # validation metric choosing the checkpoint: accuracy or loss
     c.log_every = 20
     c.progress = True

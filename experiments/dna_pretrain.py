@@ -36,20 +36,18 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import dna_pretrain, run
+from bioxlstm_jax.jobs import dna_pretrain, model_flags, run
 from bioxlstm_jax.training import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = base_config()
     c.objective = "mlm"
-    c.preset = placeholder(str)  # unset: the small model of `small_model`; dna_xlstm_500k, dna_xlstm_2m, dna_xlstm_4m
-    c.small_model = ml_collections.ConfigDict(dict(embedding_dim=64, num_blocks=2, slstm_at=(), mlstm_num_heads=4,
-                                                    chunk_size=64))
+    c.preset = "dna_small"  # dna_small (d 64 x 2 mLSTM blocks) | dna_xlstm_500k | dna_xlstm_2m | dna_xlstm_4m
+    # XLSTMConfig fields over the preset (--config.model.dtype=bfloat16, .remat=block, ...); model.bidirectional
+    # unset: "sum" for MLM (DNA-xLSTM's pretraining script), "none" for CLM ("native" uses the parallel form)
+    c.model = model_flags()
     c.rc = "aug"
-    c.bidirectional = placeholder(str)  # unset: "sum" for MLM (DNA-xLSTM's pretraining script), "none" for CLM
-    c.form = placeholder(str)  # mLSTM form (unset: the preset's, chunkwise); parallel
-    c.dtype = "float32"  # compute dtype (bfloat16 on GPU)
     c.fasta = placeholder(str)  # unset: the shipped hg38 chr2 fragment
     c.bed = placeholder(str)  # optional BED (chrom, start, end, split): DNA-xLSTM's windows and splits
     c.valid_fraction = 0.05  # without a BED: the last windows of each chromosome held out

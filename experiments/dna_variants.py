@@ -16,11 +16,12 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import dna_variants, run
+from bioxlstm_jax.jobs import dna_variants, model_flags, run
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    c.model = model_flags()  # XLSTMConfig fields over the checkpoint's: --config.model.kernel=xla, .dtype=bfloat16, ...
     c.ckpt = placeholder(str)  # dna_pretrain workdir or converted checkpoint (required)
     c.genome = placeholder(str)  # genome FASTA, plain, gzip or bgzip (required)
     c.variants = placeholder(str)  # VCF or chrom,pos,ref,alt table (required)

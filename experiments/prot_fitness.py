@@ -20,11 +20,12 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import prot_fitness, run
+from bioxlstm_jax.jobs import model_flags, prot_fitness, run
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    c.model = model_flags()  # XLSTMConfig fields over the checkpoint's: --config.model.kernel=xla, .dtype=bfloat16, ...
     c.ckpt = placeholder(str)  # training workdir or converted checkpoint (required)
     c.dms = placeholder(str)  # ProteinGym substitutions CSV: mutant, DMS_score[, DMS_score_bin] (required)
     c.msa = placeholder(str)  # homologs (a3m / a2m / FASTA / Stockholm, .gz ok); first row = the query (required)

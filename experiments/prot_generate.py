@@ -17,11 +17,12 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import prot_generate, run
+from bioxlstm_jax.jobs import model_flags, prot_generate, run
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    c.model = model_flags()  # XLSTMConfig fields over the checkpoint's: --config.model.kernel=xla, .dtype=bfloat16, ...
     c.ckpt = placeholder(str)  # training workdir or converted checkpoint (required)
     c.msa = placeholder(str)  # homologs for the context (a3m / a2m / FASTA / Stockholm, .gz ok) (required)
     c.n_context = 20  # context proteins (-1: all)

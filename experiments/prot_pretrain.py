@@ -29,18 +29,14 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import prot_pretrain, run
+from bioxlstm_jax.jobs import model_flags, prot_pretrain, run
 from bioxlstm_jax.training import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = base_config()
-    c.preset = placeholder(str)  # unset: the small model of `small_model`; prot_xlstm_26m | prot_xlstm_102m
-    c.small_model = ml_collections.ConfigDict(dict(embedding_dim=128, num_blocks=2))
-    c.chunk_size = 64  # mLSTM chunk (0 = the preset's)
-    c.form = "chunkwise"  # mLSTM form: chunkwise | parallel
-    c.dtype = "float32"  # compute dtype (bfloat16 on GPU)
-    c.remat = "none"  # none | block | block_save_dots (XLSTMConfig.remat; block for long contexts)
+    c.preset = "prot_small"  # prot_small (d 128 x 2 blocks) | prot_xlstm_26m | prot_xlstm_102m
+    c.model = model_flags()  # XLSTMConfig fields over the preset: --config.model.remat=block, .dtype=bfloat16, ...
     c.data_dir = placeholder(str)  # unset: the shipped clusters; else an OpenProteinSet tree or a folder of MSA files
     c.train_split = placeholder(str)  # split file of cluster ids (unset: every cluster not in eval_split)
     c.eval_split = placeholder(str)  # file of held-out cluster ids (unset with the shipped data: its eval_clusters.txt)

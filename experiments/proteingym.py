@@ -31,11 +31,12 @@ from __future__ import annotations
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from bioxlstm_jax.jobs import proteingym, run
+from bioxlstm_jax.jobs import model_flags, proteingym, run
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
+    c.model = model_flags()  # XLSTMConfig fields over the checkpoint's: --config.model.kernel=xla, .dtype=bfloat16, ...
     c.ckpt = placeholder(str)  # training workdir or converted checkpoint (required)
     c.reference = placeholder(str)  # ProteinGym DMS_substitutions.csv (unset: the shipped BLAT_ECOLX rows)
     c.dms_dir = placeholder(str)  # folder of the DMS files (DMS_filename)

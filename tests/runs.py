@@ -81,17 +81,17 @@ def run_command(module: str, *args: str, cwd: str | os.PathLike | None = None, o
 # ---------------------------------------------------------------------------------------------------
 # small runs shared by the tests
 
-PROT_TINY = ["--config.small_model.embedding_dim=16", "--config.small_model.num_blocks=1",
-             "--config.context_length=256", "--config.chunk_size=32", "--config.batch_size=8",
+PROT_TINY = ["--config.model.embedding_dim=16", "--config.model.num_blocks=1",
+             "--config.context_length=256", "--config.model.chunk_size=32", "--config.batch_size=8",
              "--config.eval_batch_size=8", "--config.eval_every=2", "--config.eval_steps=1",
              "--config.checkpoint_every=2", "--config.log_every=1", "--config.progress=False",
              "--config.async_checkpoint=False"]
-CHEM_TINY = ["--config.small_model.embedding_dim=16", "--config.small_model.num_blocks=1",
-             "--config.small_model.mlstm_num_heads=1", "--config.batch_size=8", "--config.eval_batch_size=8",
+CHEM_TINY = ["--config.model.embedding_dim=16", "--config.model.num_blocks=1",
+             "--config.model.mlstm_num_heads=1", "--config.batch_size=8", "--config.eval_batch_size=8",
              "--config.eval_every=2", "--config.eval_steps=2", "--config.checkpoint_every=2", "--config.log_every=1",
              "--config.progress=False", "--config.async_checkpoint=False"]
-DNA_TINY = ["--config.small_model.embedding_dim=32", "--config.small_model.num_blocks=1",
-            "--config.small_model.mlstm_num_heads=1", "--config.small_model.chunk_size=32",
+DNA_TINY = ["--config.model.embedding_dim=32", "--config.model.num_blocks=1",
+            "--config.model.mlstm_num_heads=1", "--config.model.chunk_size=32",
             "--config.context_length=128", "--config.batch_size=4", "--config.eval_batch_size=4",
             "--config.eval_every=2", "--config.eval_steps=2", "--config.checkpoint_every=2", "--config.log_every=1",
             "--config.progress=False", "--config.async_checkpoint=False", "--config.optimizer.warmup_steps=1"]

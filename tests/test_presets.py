@@ -16,6 +16,10 @@ COUNTS = [
     ("dna_xlstm_500k", 0.5e6, 0.05),
     ("dna_xlstm_2m", 2.0e6, 0.05),
     ("dna_xlstm_4m", 4.0e6, 0.07),
+    # the jobs' small default models, exactly
+    ("prot_small", 228_752, 0),
+    ("dna_small", 61_904, 0),
+    ("chem_small", 228_496, 0),
 ]
 
 

@@ -13,7 +13,7 @@ writes goes under ``workdir``; training jobs resume from it.
 | ``chem_icl`` | in-context generation and ranking on held-out molecular domains |
 """
 
-from bioxlstm_jax.jobs.cli import run
+from bioxlstm_jax.jobs.cli import model_flags, run
 from bioxlstm_jax.jobs.dna import dna_embed, dna_variants
 from bioxlstm_jax.jobs.finetune import dna_finetune
 from bioxlstm_jax.jobs.fitness import prot_fitness
@@ -22,5 +22,5 @@ from bioxlstm_jax.jobs.icl import chem_icl
 from bioxlstm_jax.jobs.pretrain import chem_pretrain, dna_pretrain, prot_pretrain
 from bioxlstm_jax.jobs.proteingym import proteingym
 
-__all__ = ["run", "prot_pretrain", "dna_pretrain", "chem_pretrain", "dna_finetune", "prot_generate",
+__all__ = ["run", "model_flags", "prot_pretrain", "dna_pretrain", "chem_pretrain", "dna_finetune", "prot_generate",
            "chem_generate", "prot_fitness", "proteingym", "dna_embed", "dna_variants", "chem_icl"]

@@ -7,6 +7,12 @@ asks for several processes (``config.distributed``, training jobs), then calls `
 A job writes everything it makes under ``workdir``; training jobs resume from it when the same command
 is run again.
 
+Model settings: every job that builds or loads a model has ``config.model`` (``model_flags``), one
+entry per ``XLSTMConfig`` field, unset by default: ``--config.model.remat=block``,
+``--config.model.kernel=xla``, ``--config.model.chunk_size=128`` or ``--config.model.embedding_dim=64``
+change that field of the preset (training jobs, ``--config.preset``) or of the checkpoint
+(``--config.ckpt``) the same way in every job (``model_config``).
+
 Errors: a bad flag or input (``ValueError``, ``OSError``, a corrupt gzip or zip file, ...) prints one
 line, ``error: <file>:<line>: <what was expected, what was found>`` or ``error: --flag: ...``, and exits
 with status 2; ``--debug`` (or ``BIOXLSTM_DEBUG=1``) shows the traceback instead. Any other exception
@@ -15,15 +21,19 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+import types
+import typing
 import zipfile
 import zlib
 from collections.abc import Callable
 
 import ml_collections
 
-__all__ = ["run", "execute", "require", "require_positive", "EXPECTED_ERRORS", "error_line", "debug_requested"]
+__all__ = ["run", "execute", "require", "require_positive", "EXPECTED_ERRORS", "error_line", "debug_requested",
+           "model_flags", "model_changes", "model_config"]
 
 # what bad input or a bad run condition raises (the readers name the file and line in the message)
 EXPECTED_ERRORS = (ValueError, OSError, EOFError, FloatingPointError, zlib.error, zipfile.BadZipFile)
@@ -69,9 +79,9 @@ def run(job: Callable[[ml_collections.ConfigDict, str], object],
     defaults = get_config()
 
     def flag_error(e: Exception, argv: list[str]):
-        unknown = [a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")
+        unknown = [a.split("=", 1)[0][len("--config."):] for a in argv[1:] if a.startswith("--config.")
                    and not _has_key(defaults, a.split("=", 1)[0][len("--config."):])]
-        print(error_line(f"{unknown[0]}: no such config key" if unknown else e), file=sys.stderr, flush=True)
+        print(error_line(_unknown_key(defaults, unknown[0]) if unknown else e), file=sys.stderr, flush=True)
         sys.exit(2)
 
     try:  # the config flag applies the --config.key=value overrides of sys.argv as it is defined
@@ -107,6 +117,72 @@ def _has_key(config: ml_collections.ConfigDict, dotted: str) -> bool:
             return False
         config = config[part]
     return True
+
+
+def _unknown_key(config: ml_collections.ConfigDict, dotted: str) -> str:
+    """The message for ``--config.<dotted>`` that is not a key: where a model setting lives, or the
+    valid keys of the group it names (``--config.model.*``, ``--config.optimizer.*``, ...)."""
+    *parents, leaf = dotted.split(".")
+    message = f"--config.{dotted}: no such config key"
+    if not parents:
+        return message + (f"; model settings are --config.model.{leaf}" if "model" in config
+                          and leaf in _model_fields() else "")
+    for part in parents:
+        config = config.get(part) if isinstance(config, ml_collections.ConfigDict) else None
+    if not isinstance(config, ml_collections.ConfigDict):
+        return message
+    return message + f"; --config.{'.'.join(parents)} has " + ", ".join(sorted(config.keys()))
+
+
+def _model_fields() -> dict[str, type]:
+    """``XLSTMConfig`` field -> the type its flag parses (int, float, bool, str or tuple)."""
+    from bioxlstm_jax.nn.config import XLSTMConfig
+
+    hints = typing.get_type_hints(XLSTMConfig)
+    kinds = {}
+    for f in dataclasses.fields(XLSTMConfig):
+        kind = hints[f.name]
+        optional = typing.get_origin(kind) in (typing.Union, types.UnionType)  # X | None
+        base = next(o for o in typing.get_args(kind) if o is not type(None)) if optional else kind
+        kinds[f.name] = typing.get_origin(base) or base
+    return kinds
+
+
+def model_flags(**defaults) -> ml_collections.ConfigDict:
+    """``config.model``: one entry per ``XLSTMConfig`` field, unset (None: the preset's or checkpoint's
+    value) unless the job gives a default."""
+    from ml_collections.config_dict import placeholder
+
+    kinds = _model_fields()
+    unknown = set(defaults) - set(kinds)
+    if unknown:
+        raise ValueError(f"model_flags: {sorted(unknown)} are not XLSTMConfig fields")
+    return ml_collections.ConfigDict({k: defaults[k] if k in defaults else placeholder(t) for k, t in kinds.items()})
+
+
+def model_changes(config: ml_collections.ConfigDict) -> dict:
+    """The ``XLSTMConfig`` fields set in ``config.model`` (``{}`` when the config has none)."""
+    model = config.get("model")
+    return {} if model is None else {k: v for k, v in model.to_dict().items() if v is not None}
+
+
+def model_config(config: ml_collections.ConfigDict, base, **derived):
+    """The run's ``XLSTMConfig``: ``base`` (a preset name or an ``XLSTMConfig``) with the job's
+    ``derived`` values (context length, vocabulary, ...), then ``config.model`` on top. A bad value is
+    a ``ValueError`` naming ``--config.model``."""
+    from bioxlstm_jax import presets
+
+    if isinstance(base, str):
+        if base not in presets.names():
+            raise ValueError(f"--config.preset={base!r}: expected one of {', '.join(presets.names())}")
+        base = presets.get(base)
+    changes = model_changes(config)
+    try:
+        return base.replace(**{**derived, **changes})
+    except ValueError as e:  # name the override at fault (XLSTMConfig names its field), else all of them
+        named = [k for k in changes if k in str(e)] or list(changes)
+        where = ", ".join(f"--config.model.{k}={changes[k]!r}" for k in named)
+        raise ValueError(f"{where}: {e}" if changes else str(e)) from None
 
 
 def require(config: ml_collections.ConfigDict, *keys: str) -> None:

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 
 from bioxlstm_jax.io import atomic_write
-from bioxlstm_jax.jobs.cli import require
+from bioxlstm_jax.jobs.cli import model_changes, require
 
 __all__ = ["dna_embed", "dna_variants", "pretraining_objective"]
 
@@ -25,7 +25,7 @@ def dna_embed(c: ml_collections.ConfigDict, workdir: str) -> dict[str, Path]:
     require(c, "ckpt", "fasta")
     for _ in read_fasta(c.fasta, alphabet=GENOME_ALPHABET):  # the whole input is checked before the model loads
         pass
-    model, params = load_lm(c.ckpt)
+    model, params = load_lm(c.ckpt, **model_changes(c))
     paths = write_embeddings(model, params, c.fasta, workdir, batch_size=c.batch_size)
     shape = np.load(paths["pooled"], mmap_mode="r").shape
     print(f"embedded {shape[0]} sequences (width {shape[1]}) into {workdir}: "
@@ -56,7 +56,7 @@ def dna_variants(c: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
     if c.objective not in ("auto", "mlm", "clm"):
         raise ValueError(f"--config.objective must be auto, mlm or clm, got {c.objective!r}")
     rows = read_variants(c.variants)
-    model, params = load_lm(c.ckpt)
+    model, params = load_lm(c.ckpt, **model_changes(c))
     obj = pretraining_objective(c.ckpt, model) if c.objective == "auto" else c.objective
     scores = variant_scores(model, params, Genome(c.genome, c.tfds_dir), rows, window=c.window, objective=obj,
                             batch_size=c.batch_size)

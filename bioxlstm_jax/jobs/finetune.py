@@ -19,12 +19,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from bioxlstm_jax import presets
 from bioxlstm_jax.data import array_batches
 from bioxlstm_jax.data.dna import PAD, encode, rc_augment, read_labeled_sequences
 from bioxlstm_jax.evaluation.metrics import classification_metrics, summarize_seeds
 from bioxlstm_jax.io import atomic_path, fixed_batches, pad_rows, write_json
-from bioxlstm_jax.jobs.cli import require
+from bioxlstm_jax.jobs.cli import model_config, require
 from bioxlstm_jax.nn import XLSTMClassifier
 from bioxlstm_jax.training import classification_task, train
 from bioxlstm_jax.training.checkpoints import read_params
@@ -55,7 +54,7 @@ def classifier(c, ckpt, num_classes: int, length: int):
         from bioxlstm_jax.inference import load_lm
 
         lm, lm_params = load_lm(ckpt)
-        cfg = lm.config.replace(context_length=length, dtype=c.dtype)
+        cfg = model_config(c, lm.config, context_length=length)
         if cfg.rcps != (c.rc == "ps"):
             raise ValueError(f"{ckpt}: the checkpoint is {'an RCPS' if cfg.rcps else 'not an RCPS'} model; use "
                              f"--config.rc={'ps' if cfg.rcps else 'ph, aug or none'}")
@@ -65,10 +64,7 @@ def classifier(c, ckpt, num_classes: int, length: int):
         if jax.tree.map(lambda x: x.shape, fresh) != jax.tree.map(lambda x: x.shape, lm_params["backbone"]):
             raise ValueError(f"{ckpt}: the backbone parameters do not fit the model of its config")
         return model, {"backbone": lm_params["backbone"]}
-    changes = dict(context_length=length, dtype=c.dtype, bidirectional=c.bidirectional, rcps=c.rc == "ps")
-    if not c.preset:
-        changes.update(c.small_model.to_dict())
-    cfg = presets.get(c.preset or "dna_xlstm_4m", **changes)
+    cfg = model_config(c, c.preset, context_length=length, bidirectional="sum", rcps=c.rc == "ps")
     return XLSTMClassifier(cfg, num_classes, pooling=c.pooling), None
 
 

@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from bioxlstm_jax.io import atomic_path, atomic_write
-from bioxlstm_jax.jobs.cli import require
+from bioxlstm_jax.jobs.cli import model_changes, require
 
 __all__ = ["prot_fitness", "check_protein"]
 
@@ -69,7 +69,7 @@ def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:
     mutations = [pg.parse_mutant(r["mutant"], offset, wt, where=f"{c.dms}:{r['_line']}: ") for r in rows]
     msa, start, weights = pg.prepare_msa(c.msa, wt, offset)
     positions = sorted({m.pos for muts in mutations for m in muts})
-    model, params = load_lm(c.ckpt)
+    model, params = load_lm(c.ckpt, **model_changes(c))
     effect = pg.fitness_effects(model, params, msa, wt, positions, start=start, weights=weights,
                                 replicates=c.replicates, max_tokens=c.max_context_tokens,
                                 max_sequences=c.max_context_sequences, batch_size=c.batch_size,

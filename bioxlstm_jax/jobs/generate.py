@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from bioxlstm_jax.io import atomic_write, write_json
-from bioxlstm_jax.jobs.cli import require
+from bioxlstm_jax.jobs.cli import model_changes, require
 
 __all__ = ["prot_generate", "chem_generate", "parse_spans"]
 
@@ -58,7 +58,7 @@ def prot_generate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     n = len(proteins) if c.n_context < 0 else min(c.n_context, len(proteins))
     order = np.random.default_rng(c.context_seed).permutation(len(proteins))[:n]
     context = [proteins[i] for i in order]
-    model, params = load_lm(c.ckpt)
+    model, params = load_lm(c.ckpt, **model_changes(c))
     token_positions = None
     if c.target_seq:
         prompt, positions, token_positions = inpainting_prompt(context, c.target_seq.upper(), spans)
@@ -107,7 +107,7 @@ def chem_generate(c: ml_collections.ConfigDict, workdir: str) -> dict:
     if c.n < 2:
         raise ValueError("--config.n must be at least 2")
     ckpt = Path(c.ckpt)
-    model, params = load_lm(ckpt)
+    model, params = load_lm(ckpt, **model_changes(c))
     vocab = load_vocab(ckpt)
     files = _run_files(ckpt)
     read = lambda p: [s for _, s in read_smiles(p)]  # noqa: E731

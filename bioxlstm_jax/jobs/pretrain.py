@@ -10,10 +10,9 @@ import json
 import ml_collections
 import numpy as np
 
-from bioxlstm_jax import presets
 from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data import lm_batches
-from bioxlstm_jax.jobs.cli import require_positive
+from bioxlstm_jax.jobs.cli import model_changes, model_config, require_positive
 from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig
 from bioxlstm_jax.training import Task, TrainState, causal_lm_task, masked_lm_task, train
 
@@ -28,12 +27,8 @@ CHEM_EVAL_SPLITS = ("valid", "test")
 # --------------------------------------------------------------------------------------------- protein
 
 def prot_model_config(c: Config) -> XLSTMConfig:
-    changes = dict(context_length=c.context_length, form=c.form, dtype=c.dtype, remat=c.remat)
-    if c.chunk_size:
-        changes["chunk_size"] = c.chunk_size
-    if not c.preset:
-        changes.update(c.small_model.to_dict())
-    return presets.get(c.preset or "prot_xlstm_26m", **changes)
+    """The ``XLSTMConfig`` of a Prot-xLSTM run: ``config.preset`` with ``config.model`` on top."""
+    return model_config(c, c.preset, context_length=c.context_length)
 
 
 def prot_task(c: Config) -> Task:
@@ -41,6 +36,7 @@ def prot_task(c: Config) -> Task:
     from bioxlstm_jax.data.tfds_builders import homolog_clusters
 
     require_positive(c, "context_length", "max_position")
+    model = XLSTMLM(prot_model_config(c))  # a bad model setting fails before the data is prepared
     if c.data_dir:
         root, eval_split = c.data_dir, c.eval_split or None
     else:
@@ -69,8 +65,7 @@ def prot_task(c: Config) -> Task:
         return {"fim": fim_token_mask(tokens)[:, 1:], "last_seq": last_sequence_target_mask(tokens)}
 
     # eval: the same FIM draws at every evaluation (fixed seed, no shuffle)
-    return causal_lm_task(XLSTMLM(prot_model_config(c)), batches("train", c.seed, True), batches("eval", 1234, False),
-                          subsets=subsets)
+    return causal_lm_task(model, batches("train", c.seed, True), batches("eval", 1234, False), subsets=subsets)
 
 
 def prot_pretrain(config: Config, workdir: str) -> TrainState:
@@ -88,17 +83,19 @@ def dna_model_config(c: Config) -> XLSTMConfig:
         raise ValueError(f"config.objective must be one of {OBJECTIVES}, got {c.objective!r}")
     if c.rc not in DNA_RC_MODES:
         raise ValueError(f"config.rc must be one of {DNA_RC_MODES}, got {c.rc!r}")
-    bidirectional = c.bidirectional or ("sum" if c.objective == "mlm" else "none")
+    changes = model_changes(c)
+    bidirectional = changes.get("bidirectional") or ("sum" if c.objective == "mlm" else "none")
+    if "rcps" in changes and changes["rcps"] != (c.rc == "ps"):
+        raise ValueError(f"--config.model.rcps={changes['rcps']}: RC parameter sharing is --config.rc=ps "
+                         f"(here --config.rc={c.rc})")
     if c.objective == "clm" and (bidirectional != "none" or c.rc == "ps"):
         raise ValueError("a causal LM (objective=clm) must be causal: bidirectional=none and rc=aug or none "
                          "(RCPS reads the reverse strand, i.e. the future)")
-    changes = dict(context_length=c.context_length + (c.objective == "clm"), dtype=c.dtype,
-                   bidirectional=bidirectional, rcps=c.rc == "ps")
-    if c.form or bidirectional == "native":
-        changes["form"] = c.form or "parallel"
-    if not c.preset:
-        changes.update(c.small_model.to_dict())
-    return presets.get(c.preset or "dna_xlstm_4m", **changes)
+    derived = dict(context_length=c.context_length + (c.objective == "clm"), bidirectional=bidirectional,
+                   rcps=c.rc == "ps")
+    if bidirectional == "native":
+        derived["form"] = "parallel"  # the only form of a non-causal mLSTM
+    return model_config(c, c.preset, **derived)
 
 
 def dna_task(c: Config) -> Task:
@@ -143,16 +140,13 @@ def chem_data_files(c: Config) -> dict[str, str]:
 
 
 def chem_model_config(c: Config, vocab_size: int) -> XLSTMConfig:
-    preset = presets.get(c.preset or "chem_xlstm_15m")
-    changes = dict(context_length=c.context_length, dtype=c.dtype,
-                   vocab_size=max(vocab_size, preset.vocab_size) if c.preset else vocab_size)
-    if c.form:
-        changes["form"] = c.form
-    if c.get("chunk_size"):
-        changes["chunk_size"] = c.chunk_size
-    if not c.preset:
-        changes.update(c.small_model.to_dict())
-    return presets.get(c.preset or "chem_xlstm_15m", **changes)
+    """The ``XLSTMConfig`` of a Chem-xLSTM run: ``config.preset`` with the learned vocabulary's size and
+    ``config.model`` on top (``--config.model.vocab_size`` may only make room for more tokens)."""
+    vocab = model_changes(c).get("vocab_size", vocab_size)
+    if vocab < vocab_size:
+        raise ValueError(f"--config.model.vocab_size={vocab}: the vocabulary learned from the training file has "
+                         f"{vocab_size} tokens")
+    return model_config(c, c.preset, context_length=c.context_length, vocab_size=vocab_size)
 
 
 class _Interleaved:

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 
 from bioxlstm_jax.io import atomic_path, atomic_write, write_json
-from bioxlstm_jax.jobs.cli import require
+from bioxlstm_jax.jobs.cli import model_changes, require
 
 __all__ = ["proteingym", "SCORERS", "SCORING_KEYS"]
 
@@ -189,7 +189,7 @@ def proteingym(c: ml_collections.ConfigDict, workdir: str) -> dict:
         if model is None:
             from bioxlstm_jax.inference import load_lm
 
-            model, params = load_lm(c.ckpt)
+            model, params = load_lm(c.ckpt, **model_changes(c))
         msa, start, weights = pg.prepare_msa(msa_path, wt, offset)
         positions = sorted({m.pos for i in ids for muts in pending[i][1] for m in muts})
         bar.set_postfix_str(f"{ids[0]}: {len(positions)} positions x {c.replicates} replicates")

@@ -5,7 +5,7 @@ block stack ``XLSTMBackbone`` (``nn.backbone``), configured by the frozen ``XLST
 in ``bioxlstm_jax.presets``); recurrent state and prompt prefill are in ``nn.state``.
 """
 
-from bioxlstm_jax.nn.backbone import XLSTMBackbone, XLSTMBlock, reverse_complement
+from bioxlstm_jax.nn.backbone import XLSTMBackbone, XLSTMBlock, activation_bytes, resolve_remat, reverse_complement
 from bioxlstm_jax.nn.components import DepthwiseConv1d, LayerNorm, LinearHeadwiseExpand, MultiHeadLayerNorm
 from bioxlstm_jax.nn.config import XLSTMConfig
 from bioxlstm_jax.nn.layers import GatedFeedForward, MLSTMLayer, SLSTMLayer
@@ -26,9 +26,11 @@ __all__ = [
     "XLSTMClassifier",
     "XLSTMConfig",
     "XLSTMLM",
+    "activation_bytes",
     "apply_rope",
     "forward_with_state",
     "prefill",
+    "resolve_remat",
     "reverse_complement",
     "rope_angles",
     "zero_state",

@@ -2,7 +2,7 @@
 reverse-complement modes and rematerialisation). The heads are in ``nn.lm``, the recurrent state and
 prefill in ``nn.state``.
 
-Rematerialisation (``XLSTMConfig.remat``): with ``"block"`` or ``"block_save_dots"`` each run of
+Rematerialisation (``XLSTMConfig.remat``; ``"auto"`` is resolved per traced shape by ``resolve_remat``): with ``"block"`` or ``"block_save_dots"`` each run of
 consecutive blocks of one type is a ``lax.scan`` over the blocks' parameters (stacked at apply time;
 the parameter tree is unchanged) of a ``jax.checkpoint``-ed block, so the forward pass keeps only the
 blocks' inputs. A Python loop of ``nn.remat`` blocks does not: XLA's CPU pipeline drops the
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import flax.linen as nn
 import jax
@@ -42,7 +43,8 @@ from bioxlstm_jax.nn.layers import GatedFeedForward, MLSTMLayer, SLSTMLayer, sma
 from bioxlstm_jax.nn.rope import rope_angles
 from bioxlstm_jax.nn.state import CONTEXT_AXIS, block_zero_state
 
-__all__ = ["XLSTMBlock", "XLSTMBackbone", "reverse_complement", "CONTEXT_AXIS", "context_shards"]
+__all__ = ["XLSTMBlock", "XLSTMBackbone", "reverse_complement", "CONTEXT_AXIS", "context_shards", "resolve_remat",
+           "activation_bytes"]
 
 
 def context_shards() -> int:
@@ -50,6 +52,46 @@ def context_shards() -> int:
     axis of the mesh set with ``jax.set_mesh`` (1 without one). See ``XLSTMBackbone``."""
     mesh = jax.sharding.get_abstract_mesh()
     return 1 if mesh.empty or CONTEXT_AXIS not in mesh.axis_names else mesh.shape[CONTEXT_AXIS]
+
+
+def activation_bytes(cfg: XLSTMConfig, batch: int, seq_len: int) -> int:
+    """Estimated bytes a training step keeps for its backward pass without remat, for ``batch`` rows
+    of ``seq_len`` tokens (parameters and optimizer state not included). Calibrated on XLA's buffer
+    plans of float32 steps (``benchmarks/remat_auto.py``): an mLSTM block keeps about 128 bytes per
+    token and inner channel (prot_xlstm_26m, dna_xlstm_4m: 120-125), plus 16 bytes per token, head and
+    attended position in the parallel form; an sLSTM block about 128 bytes per token and model channel
+    plus 32 per feed-forward channel. Both passes of ``bidirectional="sum"`` and RCPS's doubled width
+    count twice."""
+    per_block = {"m": 128 * cfg.mlstm_inner_dim + (16 * cfg.mlstm_num_heads * seq_len if cfg.form == "parallel" else 0),
+                 "s": 128 * cfg.embedding_dim + 32 * cfg.ffn_dim}
+    factor = (2 if cfg.bidirectional == "sum" else 1) * (2 if cfg.rcps else 1)
+    return factor * batch * seq_len * sum(per_block[t] for t in cfg.block_types)
+
+
+def device_memory_bytes() -> int:
+    """Memory of one local device: the allocator's limit on GPU / TPU; on CPU the host's physical
+    memory shared by its local devices."""
+    device = jax.local_devices()[0]
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - a backend without memory statistics
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // jax.local_device_count()
+
+
+def resolve_remat(cfg: XLSTMConfig, batch: int, seq_len: int) -> str:
+    """The remat policy a (batch, seq_len) forward pass runs with: ``cfg.remat``, or for ``"auto"``:
+    ``"none"`` when ``activation_bytes`` of each device's share (batch and sequence split over the
+    devices of the mesh set with ``jax.set_mesh``) fits in half of ``device_memory_bytes()``, else
+    ``"block"`` (with ``remat_segment``)."""
+    if cfg.remat != "auto":
+        return cfg.remat
+    mesh = jax.sharding.get_abstract_mesh()
+    devices = 1 if mesh.empty else mesh.size
+    per_device = activation_bytes(cfg, batch, seq_len) / devices
+    return "none" if per_device <= device_memory_bytes() / 2 else "block"
 
 
 def reverse_complement(tokens: jax.Array, complement_map) -> jax.Array:
@@ -137,8 +179,10 @@ class XLSTMBackbone(nn.Module):
         shards = 1 if self.is_initializing() else context_shards()
         if shards > 1:
             _check_context_split(cfg, S, shards)
-        if cfg.remat != "none" and not self.is_initializing():
-            x, new_states = _remat_blocks(cfg, self.variables["params"], x, rope, state, resets, return_state, shards)
+        remat = resolve_remat(cfg, B, S)
+        if remat != "none" and not self.is_initializing():
+            x, new_states = _remat_blocks(cfg, remat, self.variables["params"], x, rope, state, resets, return_state,
+                                          shards)
         else:
             new_states = []
             for idx in range(cfg.num_blocks):
@@ -220,11 +264,13 @@ def _segmented(apply, zero, L, policy, return_state):
     return run
 
 
-def _remat_blocks(cfg, params, x, rope, state, resets, return_state, shards=1):
+def _remat_blocks(cfg, remat, params, x, rope, state, resets, return_state, shards=1):
     """The blocks as scans over each run of consecutive blocks of one type (see the module
     docstring): ``(x, per-block new states or Nones)``; ``shards > 1``: each pass split over the
     sequence (``_context_parallel``), segments within each part."""
-    policy = _REMAT_POLICIES[cfg.remat]
+    policy = _REMAT_POLICIES[remat]
+    # "auto" may pick "block" for a chunk size remat_segment is no multiple of: the largest multiple below
+    segment = cfg.remat_segment // cfg.chunk_size * cfg.chunk_size
     types = cfg.block_types
     B, S = x.shape[:2]
     new_states = []
@@ -234,7 +280,7 @@ def _remat_blocks(cfg, params, x, rope, state, resets, return_state, shards=1):
         while end < cfg.num_blocks and types[end] == types[start]:
             end += 1
         run = range(start, end)
-        segmented = 0 < cfg.remat_segment < S // shards and _segmentable(cfg, types[start])
+        segmented = 0 < segment < S // shards and _segmentable(cfg, types[start])
         # The block's parameters only (block_idx matters at initialisation alone).
         block = XLSTMBlock(cfg, start, return_state or segmented or shards > 1, parent=None)
         stack = lambda trees: jax.tree.map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
@@ -250,10 +296,10 @@ def _remat_blocks(cfg, params, x, rope, state, resets, return_state, shards=1):
 
             summarize = functools.partial(apply, summarize=True)
             if segmented:
-                out = _segmented(apply, block_zero_state(cfg, kind, B), cfg.remat_segment, policy,
+                out = _segmented(apply, block_zero_state(cfg, kind, B), segment, policy,
                                  return_state or shards > 1)
                 if shards > 1:
-                    apply = _context_parallel(cfg, out, _segmented(summarize, None, cfg.remat_segment, policy, True),
+                    apply = _context_parallel(cfg, out, _segmented(summarize, None, segment, policy, True),
                                               summarize, shards, return_state)
                 else:
                     apply = out

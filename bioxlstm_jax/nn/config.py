@@ -15,7 +15,7 @@ BIDIRECTIONAL_MODES = ("none", "sum", "alternating", "native")
 FORMS = ("parallel", "chunkwise")
 DTYPES = ("float32", "bfloat16", "float16")
 SLSTM_BIAS_INITS = ("powerlaw_blockdependent", "small_init", "zeros")
-REMAT_POLICIES = ("none", "block", "block_save_dots")
+REMAT_POLICIES = ("auto", "none", "block", "block_save_dots")
 
 
 def _round_dim(dim: float, multiple: int, up: bool) -> int:
@@ -62,13 +62,15 @@ class XLSTMConfig:
       dtype: activation dtype; parameters and cell states are always float32.
       remat: what the backward pass recomputes (``bioxlstm_jax.nn.backbone`` module docstring):
         ``"none"`` (autodiff saves what it needs), ``"block"`` (only each block's input is saved; the
-        block runs again in the backward pass) or ``"block_save_dots"`` (as ``"block"``, but the
-        outputs of the blocks' dense projections are saved too). ``True`` / ``False`` (configs of older
-        runs) mean ``"block"`` / ``"none"``.
+        block runs again in the backward pass), ``"block_save_dots"`` (as ``"block"``, but the
+        outputs of the blocks' dense projections are saved too) or ``"auto"`` (``"none"`` when the
+        activations fit in half the device's memory, else ``"block"``: ``nn.resolve_remat``).
+        ``True`` / ``False`` (configs of older runs) mean ``"block"`` / ``"none"``.
       remat_segment: with remat, a block whose passes are causal and chunkwise is recomputed in
         segments of this many tokens (its state carried from one to the next), so the backward pass
         holds one segment's activations instead of the sequence's; ``0``: the whole block at once. A
-        multiple of ``chunk_size`` (the chunks, and so the numbers, are the same as without segments).
+        multiple of ``chunk_size`` (the chunks, and so the numbers, are the same as without segments;
+        ``"auto"`` rounds it down to one).
     """
 
     vocab_size: int
@@ -102,7 +104,7 @@ class XLSTMConfig:
     kernel: str = "auto"
     eps: float = 1e-6
     dtype: str = "float32"
-    remat: str = "none"
+    remat: str = "auto"
     remat_segment: int = 2048
 
     def __post_init__(self):
@@ -126,7 +128,7 @@ class XLSTMConfig:
                      "slstm_conv1d_kernel_size", "qkv_proj_blocksize", "mlstm_num_heads", "slstm_num_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"XLSTMConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.remat_segment < 0 or self.remat != "none" and self.remat_segment % self.chunk_size:
+        if self.remat_segment < 0 or self.remat not in ("none", "auto") and self.remat_segment % self.chunk_size:
             raise ValueError(f"XLSTMConfig.remat_segment must be 0 or a positive multiple of chunk_size "
                              f"({self.chunk_size}), got {self.remat_segment}")
         bad = [i for i in self.slstm_at if not 0 <= i < self.num_blocks]

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 __all__ = [
+    "chunkwise_path",
     "MLSTMState",
     "MLSTMSummary",
     "mlstm_summary",
@@ -427,6 +428,15 @@ def _kernel_refusal(capability: str | None, dtype, dhqk: int, dhv: int, chunk_si
 _FALLBACK_WARNED: set[str] = set()
 
 
+def chunkwise_path(kernel: str, dtype, dhqk: int, dhv: int, chunk_size: int) -> tuple[str, str | None]:
+    """What ``mlstm_chunkwise(kernel=...)`` runs for such a call on the default device: ``("pallas", None)``,
+    or ``("xla", why)`` (``why`` None when ``kernel="xla"`` asked for it)."""
+    if kernel == "auto":
+        refusal = _kernel_refusal(_gpu_capability(), dtype, dhqk, dhv, chunk_size)
+        return ("xla", refusal) if refusal else ("pallas", None)
+    return kernel, None
+
+
 def mlstm_chunkwise(
     q,
     k,
@@ -477,15 +487,12 @@ def mlstm_chunkwise(
         resets = resets.astype(bool)
     if initial_state is not None:
         _check_state(initial_state, B, NH, DHQK, DHV)
-    use_kernel = kernel == "pallas"
-    if kernel == "auto":
-        capability = _gpu_capability()
-        refusal = _kernel_refusal(capability, q.dtype, DHQK, DHV, chunk_size)
-        use_kernel = refusal is None
-        if capability is not None and refusal is not None and refusal not in _FALLBACK_WARNED:
-            _FALLBACK_WARNED.add(refusal)
-            warnings.warn(f"mlstm_chunkwise: the Pallas kernels are not used for {refusal}; using the XLA "
-                          "chunkwise form.", RuntimeWarning, stacklevel=2)
+    path, refusal = chunkwise_path(kernel, q.dtype, DHQK, DHV, chunk_size)
+    use_kernel = path == "pallas"
+    if refusal is not None and _gpu_capability() is not None and refusal not in _FALLBACK_WARNED:
+        _FALLBACK_WARNED.add(refusal)
+        warnings.warn(f"mlstm_chunkwise: the Pallas kernels are not used for {refusal}; using the XLA "
+                      "chunkwise form.", RuntimeWarning, stacklevel=2)
     if use_kernel:
         from pallas_kernels import mlstm_chunkwise as kernel
 

@@ -37,7 +37,8 @@ class MetricLogger:
     """Writes one record per call: ``{"step": s, "<prefix>/<name>": value, ...}``.
 
     On resume from ``start_step``, records after that step (written before an interruption) are
-    dropped, so the file reads as one uninterrupted run. Only ``enabled`` loggers (process 0) write.
+    dropped, so the file reads as one uninterrupted run (with one ``write_header`` record, the plan, per
+    start and restart). Only ``enabled`` loggers (process 0) write.
     """
 
     def __init__(self, workdir: str | os.PathLike, start_step: int = 0, enabled: bool = True):
@@ -63,6 +64,13 @@ class MetricLogger:
         for k, v in metrics.items():
             self._tb.add_scalar(k, float(v), int(step))
         self._tb.flush()
+
+    def write_header(self, step: int, fields: dict) -> None:
+        """A record that is not a metric (e.g. the run's plan, ``{"plan": {...}}``), at ``step``: the
+        first record of a run and of each restart; not sent to TensorBoard."""
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": int(step), **fields}) + "\n")
 
     def close(self) -> None:
         if self._tb is not None:

@@ -59,4 +59,4 @@ def classification_task(model, train_data, eval_data=None, conjoin: bool = False
 
     return Task(init=init, loss=lambda p, b, rng: sums(p, b, conjoin), train_data=train_data, eval_data=eval_data,
                 eval_loss=lambda p, b, rng: sums(p, b, conjoin if conjoin_eval is None else conjoin_eval),
-                pretrained=pretrained)
+                pretrained=pretrained, model_config=model.config, model_file=False)

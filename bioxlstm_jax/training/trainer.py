@@ -42,6 +42,7 @@ from bioxlstm_jax.training.mesh import (
 from bioxlstm_jax.training.optim import make_optimizer
 
 __all__ = ["TrainState", "Task", "base_config", "train", "make_train_step", "make_eval_step", "init_state",
+           "training_plan", "format_plan",
            "check_config", "check_resume", "data_fingerprint", "RESUMABLE_KEYS"]
 
 
@@ -73,10 +74,12 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
+# model settings that may change when a run resumes: how the model runs, not what it computes
+MODEL_RESUMABLE_KEYS = ("remat", "remat_segment", "kernel")
 # keys that may change when a run resumes (how it runs, not what it learns)
 RESUMABLE_KEYS = ("steps", "progress", "log_every", "eval_every", "eval_steps", "eval_batch_size", "checkpoint_every",
                   "keep_checkpoints", "async_checkpoint", "grad_accum", "patience", "mesh", "distributed",
-                  "allow_changes")
+                  "allow_changes", *(f"model.{k}" for k in MODEL_RESUMABLE_KEYS))
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -152,7 +155,7 @@ def check_resume(workdir: Path, config: ml_collections.ConfigDict, files: dict[s
     """Refuses to resume a run of another configuration: when ``workdir`` holds a checkpoint, its
     ``config.json`` may differ from ``config`` only in ``RESUMABLE_KEYS`` and the keys listed in
     ``config.allow_changes`` (e.g. another data file, on purpose), and every other file it wrote
-    (``model.json``, a tokenizer's ``vocab.json``) must be the same; ``data.json`` (a hash of the
+    (``model.json`` but for ``MODEL_RESUMABLE_KEYS``, a tokenizer's ``vocab.json``) must be the same; ``data.json`` (a hash of the
     first training batch) catches data that changed behind an unchanged path, allowed only with a
     non-empty ``allow_changes``. Raises ``ValueError`` naming every difference, before anything is written."""
     if not _has_checkpoint(workdir):
@@ -195,7 +198,10 @@ def check_resume(workdir: Path, config: ml_collections.ConfigDict, files: dict[s
                 old_obj = new_obj = None
             if isinstance(old_obj, dict) and isinstance(new_obj, dict):
                 old_obj, new_obj = _flat(old_obj), _flat(new_obj)
-                diff = described(old_obj, new_obj, changes(old_obj, new_obj)) or ["its content"]
+                differ = changes(old_obj, new_obj, MODEL_RESUMABLE_KEYS if name == "model.json" else ())
+                if name == "model.json" and not differ and set(old_obj) == set(new_obj):
+                    continue
+                diff = described(old_obj, new_obj, differ) or ["its content"]
                 problems.append(f"{name}: " + "; ".join(diff))
                 continue
         problems.append(f"{name}: its content")
@@ -224,8 +230,10 @@ class Task:
     train_data: ``(local_batch_size, shard_index, shard_count) -> grain.IterDataset`` of numpy batch
       dicts (leading dim = local batch), endless, deterministic and checkpointable.
     eval_data: same signature, a finite iterable of batches (a fresh pass per evaluation), or None.
-    model_config: the language model's ``XLSTMConfig``, written to ``workdir/model.json`` so that
-      ``bioxlstm_jax.inference.load_lm(workdir)`` can rebuild the model (None: not written).
+    model_config: the model's ``XLSTMConfig`` (None: none): the training plan reports its remat policy
+      and mLSTM kernel path, and with ``model_file`` it is written to ``workdir/model.json``, so that
+      ``bioxlstm_jax.inference.load_lm(workdir)`` can rebuild the language model.
+    model_file: write ``model.json`` (False for models ``load_lm`` cannot rebuild, e.g. classifiers).
     files: more text files for the workdir, ``{name: content}`` (e.g. a tokenizer's ``vocab.json``).
     eval_loss: the loss for evaluation when it differs from ``loss`` (e.g. RC-conjoined); None = ``loss``.
     pretrained: parameters to start from instead of ``init``'s, as ``{name: subtree}`` of top-level
@@ -240,6 +248,7 @@ class Task:
     train_data: Callable[[int, int, int], Any]
     eval_data: Callable[[int, int, int], Iterable[dict]] | None = None
     model_config: Any = None
+    model_file: bool = True
     files: dict = dataclasses.field(default_factory=dict)
     eval_loss: Callable[[Any, dict, jax.Array], dict] | None = None
     pretrained: dict | None = None
@@ -327,6 +336,68 @@ def make_eval_step(task: Task):
     return eval_fn
 
 
+def training_plan(config, task: Task, mesh: Mesh, state, example: dict, tokens_per_step: int, compiled) -> dict:
+    """What a run planned, before its first step: parameters, tokens per step, XLA's buffer plan per
+    device of the compiled step (None where the backend gives none), the remat policy and the mLSTM
+    path (``task.model_config``'s ``remat`` as ``nn.resolve_remat`` resolves it for the micro-batch and
+    the mesh, ``kernel`` as ``ops.chunkwise_path`` resolves it)."""
+    from bioxlstm_jax import ops
+    from bioxlstm_jax.nn import resolve_remat
+
+    plan = {"parameters": int(sum(np.size(x) for x in jax.tree.leaves(state.params))),
+            "tokens_per_step": tokens_per_step, "devices": int(mesh.size),
+            "mesh": {k: int(v) for k, v in mesh.shape.items()}, "planned_bytes_per_device": None}
+    try:
+        mem = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - a backend without a buffer plan
+        mem = None
+    if mem is not None:
+        parts = {"temp": mem.temp_size_in_bytes, "arguments": mem.argument_size_in_bytes,
+                 "outputs": mem.output_size_in_bytes, "aliased": mem.alias_size_in_bytes}
+        plan["planned_bytes_per_device"] = int(parts["temp"] + parts["arguments"] + parts["outputs"] - parts["aliased"])
+        plan["planned_bytes_parts"] = {k: int(v) for k, v in parts.items()}
+    cfg = task.model_config
+    if cfg is not None and "tokens" in example:
+        rows, S = np.shape(example["tokens"])[:2]
+        micro = rows * jax.process_count() // config.grad_accum
+        plan["remat"] = resolve_remat(cfg, micro, S)
+        plan["remat_setting"] = cfg.remat
+        if not cfg.has_mlstm:
+            plan["mlstm"] = "none (sLSTM blocks only)"
+        elif cfg.form == "parallel":
+            plan["mlstm"] = "parallel form (XLA)"
+        else:
+            path, why = ops.chunkwise_path(cfg.kernel, cfg.dtype, cfg.mlstm_head_dim, cfg.mlstm_head_dim,
+                                           min(cfg.chunk_size, S))
+            plan["mlstm"] = f"chunkwise, {'Pallas kernels' if path == 'pallas' else 'XLA'}" + (f" ({why})" if why else "")
+    return plan
+
+
+def format_plan(plan: dict) -> list[str]:
+    """``training_plan`` as the lines a run prints."""
+    def gib(b):
+        for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+            if b >= 2**shift:
+                return f"{b / 2**shift:.2f} {unit}"
+        return f"{b} B"
+
+    mesh = " x ".join(f"{k} {v}" for k, v in plan["mesh"].items())
+    lines = [f"plan: {plan['parameters']:,} parameters, {plan['tokens_per_step']:,} tokens per step, "
+             f"{plan['devices']} device(s) ({mesh})"]
+    planned = plan["planned_bytes_per_device"]
+    if planned is None:
+        lines.append("plan: memory per device: no buffer plan on this backend")
+    else:
+        parts = plan["planned_bytes_parts"]
+        lines.append(f"plan: memory per device {gib(planned)} (XLA buffer plan: temp {gib(parts['temp'])}, "
+                     f"arguments {gib(parts['arguments'])}, outputs {gib(parts['outputs'])}, "
+                     f"aliased {gib(parts['aliased'])})")
+    if "remat" in plan:
+        how = " (auto)" if plan["remat_setting"] == "auto" else ""
+        lines.append(f"plan: remat {plan['remat']}{how}; mLSTM {plan['mlstm']}")
+    return lines
+
+
 class _StopRequest:
     """SIGTERM / SIGINT set a flag; the loop saves a checkpoint and returns at the next step."""
 
@@ -404,7 +475,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task, mesh: Mes
             raise ValueError(f"--config.best_metric={config.best_metric!r}: expected an evaluation metric, one of "
                              f"{', '.join(sorted(f'eval/{k}' for k in names))}")
     files = {"config.json": config.to_json(indent=2), DATA_FILE: data_fingerprint(example, n_proc), **task.files}
-    if task.model_config is not None:
+    if task.model_config is not None and task.model_file:
         files["model.json"] = json.dumps(task.model_config.to_dict(), indent=2)
 
     with contextlib.ExitStack() as hold:
@@ -448,6 +519,11 @@ def _train(config, workdir: Path, task: Task, mesh: Mesh, optimizer, schedule, e
     config_dict = json.loads(config.to_json())
     logger = MetricLogger(workdir, start_step=start, enabled=primary)
     tokens_per_step = int(np.prod(np.shape(example["tokens"]))) * n_proc if "tokens" in example else 0
+    train_step = train_step.lower(state, global_batch(example, mesh)).compile()  # the plan's buffer sizes
+    plan = training_plan(config, task, mesh, state, example, tokens_per_step, train_step)
+    logger.write_header(start, {"plan": plan})
+    if primary:
+        print("\n".join(format_plan(plan)), flush=True)
 
     def check_finite(state):
         bad = int(state.nonfinite_step)

@@ -73,7 +73,7 @@ def test_icl_trains_then_generates_and_ranks_heldout_domains(tmp_path):
     domains.write_text("\n".join(".".join(smiles[i:i + 50]) for i in range(0, 400, 50)) + "\n")  # 8 domains
     wd = tmp_path / "run"
     res = run_command("experiments.chem_icl", f"--workdir={wd}", f"--config.domains={domains}", "--config.heldout=3",
-                      "--config.steps=2", "--config.context_length=128", "--config.chunk_size=32",
+                      "--config.steps=2", "--config.context_length=128", "--config.model.chunk_size=32",
                       "--config.n_context=2", "--config.n_designs=3", "--config.n_rank=4", *CHEM_TINY)
     result = json.loads((wd / "icl_results.json").read_text())
     assert [r["domain"] for r in result["domains"]] == [5, 6, 7]

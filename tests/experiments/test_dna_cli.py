@@ -172,13 +172,13 @@ def test_pretrain_model_configs_for_every_mode():
     default = cfg()
     assert (default.bidirectional, default.rcps, default.context_length, default.num_blocks) == ("sum", False, 1024, 2)
     assert cfg(objective="clm").causal and cfg(objective="clm").context_length == 1025  # window + [SEP]
-    assert cfg(rc="ps").rcps and cfg(bidirectional="alternating").bidirectional == "alternating"
-    native = cfg(bidirectional="native")
+    assert cfg(rc="ps").rcps and cfg(**{"model.bidirectional": "alternating"}).bidirectional == "alternating"
+    native = cfg(**{"model.bidirectional": "native"})
     assert native.form == "parallel"  # the native bidirectional mLSTM has no chunkwise form
     big = cfg(preset="dna_xlstm_4m", context_length=32768)
     assert (big.embedding_dim, big.num_blocks, big.form, big.context_length) == (256, 9, "chunkwise", 32768)
     assert cfg(preset="dna_xlstm_500k", rc="ps").slstm_at == (0, 1, 2, 3, 4)
-    for bad, match in (({"objective": "clm", "bidirectional": "sum"}, "must be causal"), ({"rc": "both"}, "config.rc"),
+    for bad, match in (({"objective": "clm", "model.bidirectional": "sum"}, "must be causal"), ({"rc": "both"}, "config.rc"),
                        ({"objective": "fim"}, "objective")):
         with pytest.raises(ValueError, match=match):
             cfg(**bad)
