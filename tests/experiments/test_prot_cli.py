@@ -27,6 +27,11 @@ def test_pretrain_writes_a_run_and_resumes(workdir, tmp_path):
         assert (workdir / name).is_file(), name
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4]
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    plan = records[0]["plan"]  # the header record: what the run planned before its first step
+    assert (records[0]["step"], plan["tokens_per_step"], plan["devices"], plan["remat"], plan["remat_setting"]) == \
+        (0, 8 * 256, 2, "none", "auto")
+    assert plan["parameters"] > 0 and plan["planned_bytes_per_device"] > 0
+    assert plan["mlstm"] == "chunkwise, XLA (not on an NVIDIA GPU)"
     evals = [r for r in records if "eval/loss" in r]
     assert [r["step"] for r in evals] == [2, 4]
     for key in ("eval/perplexity", "eval/fim/perplexity", "eval/last_seq/perplexity"):
@@ -34,10 +39,14 @@ def test_pretrain_writes_a_run_and_resumes(workdir, tmp_path):
     # resume: the same command with more steps continues from step 4
     wd2 = tmp_path / "run"
     shutil.copytree(workdir, wd2)
-    run_command("experiments.prot_pretrain", f"--workdir={wd2}", "--config.steps=6", *PROT_TINY)
-    train_steps = [r["step"] for r in map(json.loads, (wd2 / "metrics.jsonl").read_text().splitlines())
-                   if "train/loss" in r]
-    assert train_steps == [1, 2, 3, 4, 5, 6]
+    # how the model runs (remat, kernel) may change on resume; the restart prints and records its plan
+    res = run_command("experiments.prot_pretrain", f"--workdir={wd2}", "--config.steps=6", *PROT_TINY,
+                      "--config.model.remat=block", "--config.model.kernel=xla")
+    assert "plan: remat block; mLSTM chunkwise, XLA" in res.stdout
+    records = [json.loads(line) for line in (wd2 / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [(r["step"], r["plan"]["remat"]) for r in records if "plan" in r] == [(0, "none"), (4, "block")]
+    assert json.loads((wd2 / "model.json").read_text())["remat"] == "block"
 
 
 def test_generate_writes_fasta_with_likelihoods(workdir, tmp_path):
@@ -45,9 +54,15 @@ def test_generate_writes_fasta_with_likelihoods(workdir, tmp_path):
     msa = asset_path("protein", "clusters", "protmamba_example_msa.a3m.gz")
     res = run_command("experiments.prot_generate", f"--config.ckpt={workdir}", f"--config.msa={msa}",
                       f"--workdir={out.parent}", "--config.n_context=3", "--config.num_samples=3",
-                      "--config.batch_size=2", "--config.max_new_tokens=20")
+                      "--config.batch_size=2", "--config.max_new_tokens=20", "--config.model.kernel=xla",
+                      "--config.model.chunk_size=64")
     log = res.stdout + res.stderr
     assert "wrote 3 proteins" in log
+    res = run_command("experiments.prot_generate", f"--config.ckpt={workdir}", f"--config.msa={msa}",
+                      f"--workdir={tmp_path / 'bad'}", "--config.model.embedding_dim=8", ok=False)
+    assert (res.returncode, res.stderr.splitlines()[-1]) == (2, f"error: {workdir}: the checkpoint's parameters do "
+                                                               "not fit its model with embedding_dim=8")
+    assert not (tmp_path / "bad").exists()
     lines = out.read_text().splitlines()
     assert len(lines) == 6 and all(h.startswith(">sample_") and "log_likelihood=" in h for h in lines[::2])
     cwd = tmp_path / "cwd"

@@ -249,3 +249,36 @@ def test_remat_block_lowers_the_buffer_plan():
         XLSTMConfig(vocab_size=5, remat="full")
     with pytest.raises(ValueError, match="remat_segment"):
         XLSTMConfig(vocab_size=5, chunk_size=64, remat="block", remat_segment=100)
+
+
+def test_remat_auto_follows_the_shapes_and_the_device_memory(monkeypatch):
+    """``remat="auto"`` (the default) recomputes nothing while ``activation_bytes`` of each device's
+    share fits in half the device memory and runs ``"block"`` otherwise: the same program as asking for
+    it; batch rows split over a mesh count per device."""
+    from bioxlstm_jax.nn import activation_bytes, backbone, resolve_remat
+    from bioxlstm_jax.training.mesh import make_mesh
+
+    cfg = XLSTMConfig(vocab_size=12, embedding_dim=32, num_blocks=2, chunk_size=8, remat_segment=16)
+    assert cfg.remat == "auto"
+    tokens = jnp.zeros((8, 40), jnp.int32)
+    need = activation_bytes(cfg, 8, 40)
+    assert need == 8 * 40 * 2 * 128 * cfg.mlstm_inner_dim
+    assert activation_bytes(cfg.replace(bidirectional="sum"), 8, 40) == 2 * need
+
+    def program(c, memory):
+        monkeypatch.setattr(backbone, "device_memory_bytes", lambda: memory)
+        model = XLSTMLM(c)
+        params = jax.eval_shape(model.init, jax.random.key(0), tokens)
+        return str(jax.make_jaxpr(jax.grad(lambda p: jnp.mean(model.apply(p, tokens))))(params))
+
+    assert program(cfg, 2 * need) == program(cfg.replace(remat="none"), 2 * need)
+    assert program(cfg, 2 * need - 1) == program(cfg.replace(remat="block"), 2 * need - 1)
+    assert program(cfg, 2 * need) != program(cfg.replace(remat="block"), 2 * need)
+    monkeypatch.setattr(backbone, "device_memory_bytes", lambda: need)
+    assert resolve_remat(cfg, 8, 40) == "block"
+    with jax.set_mesh(make_mesh(data=8)):
+        assert resolve_remat(cfg, 8, 40) == "none"  # one row per device
+    assert resolve_remat(cfg.replace(remat="block_save_dots"), 8, 40) == "block_save_dots"
+    # "auto" takes any chunk size: segments are the largest multiple of it within remat_segment
+    odd = XLSTMConfig(vocab_size=12, embedding_dim=32, num_blocks=2, chunk_size=12, remat_segment=16)
+    assert program(odd, 0) == program(odd.replace(remat="block", remat_segment=12), 0)
