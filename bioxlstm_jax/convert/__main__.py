@@ -6,7 +6,7 @@ SRC (the format is detected from the files, or forced with ``--format``):
         the ``model_config.json`` in the run directory above the checkpoint) or a run directory.
   chem: a Chem-xLSTM ``epoch-XXX`` directory with ``model.pt``, and ``init_arguments.json`` there or
         one level up; ``--n-heads`` is required (Chem-xLSTM stores 1).
-DST: a new directory with ``params/`` (orbax), ``config.json`` (``XLSTMConfig``) and, for chem, ``vocab.json``.
+DST: a new directory with ``params/`` (orbax), ``model.json`` (``XLSTMConfig``) and, for chem, ``vocab.json``.
 """
 
 from __future__ import annotations

@@ -99,7 +99,8 @@ def read_official_checkpoint(src, *, fmt: str = "auto", model_config=None, n_hea
 
 
 def save_converted(dst, config: XLSTMConfig, params: dict, extras: dict | None = None) -> None:
-    """Write ``dst/params`` (orbax), ``dst/config.json`` and optional ``dst/vocab.json`` atomically."""
+    """Write ``dst/params`` (orbax), ``dst/model.json`` (the ``XLSTMConfig``, as a training workdir's) and
+    optional ``dst/vocab.json`` atomically."""
     import orbax.checkpoint as ocp
 
     dst = Path(dst).absolute()
@@ -109,7 +110,7 @@ def save_converted(dst, config: XLSTMConfig, params: dict, extras: dict | None =
     try:
         with ocp.StandardCheckpointer() as ckptr:
             ckptr.save(tmp / "params", jax.tree_util.tree_map(np.asarray, params))
-        (tmp / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        (tmp / "model.json").write_text(json.dumps(config.to_dict(), indent=2))
         if extras and "vocab" in extras:
             (tmp / "vocab.json").write_text(json.dumps(extras["vocab"], indent=2))
         os.replace(tmp, dst)
@@ -119,11 +120,13 @@ def save_converted(dst, config: XLSTMConfig, params: dict, extras: dict | None =
 
 
 def load_converted(path) -> tuple[XLSTMLM, dict, dict]:
-    """A directory written by ``save_converted`` -> ``(XLSTMLM, params, extras)``."""
+    """A directory written by ``save_converted`` -> ``(XLSTMLM, params, extras)``. Its model is
+    ``model.json`` (``config.json`` in conversions before 2026-12-07)."""
     import orbax.checkpoint as ocp
 
     path = Path(path).absolute()
-    cfg = XLSTMConfig.from_dict(_read_json(path / "config.json"))
+    model_file = path / "model.json" if (path / "model.json").is_file() else path / "config.json"
+    cfg = XLSTMConfig.from_dict(_read_json(model_file))
     with ocp.StandardCheckpointer() as ckptr:
         params = ckptr.restore(path / "params")
     extras = {}

@@ -21,7 +21,8 @@ def load_lm(path: str | os.PathLike, which: str = "best", **changes) -> tuple[XL
 
     * a training workdir (``model.json`` + ``best/`` + ``checkpoints/``): ``which="best"`` takes the
       params with the best eval metric when there are any, else the latest; ``"latest"`` the latest;
-    * a converted official checkpoint (``python -m bioxlstm_jax.convert``: ``config.json`` + ``params/``).
+    * a converted official checkpoint (``python -m bioxlstm_jax.convert``: ``model.json`` + ``params/``;
+      ``config.json`` + ``params/`` from conversions before 2026-12-07).
 
     ``changes``: ``XLSTMConfig`` fields to change in the checkpoint's config (e.g. ``kernel="xla"``,
     ``dtype="bfloat16"``, ``chunk_size=128``); a change the parameters do not fit is a ``ValueError``.
@@ -41,14 +42,14 @@ def load_lm(path: str | os.PathLike, which: str = "best", **changes) -> tuple[XL
 
 
 def _load(path: Path, which: str) -> tuple[XLSTMLM, dict]:
-    if (path / "params").is_dir() and (path / "config.json").is_file():
+    if (path / "params").is_dir() and ((path / "model.json").is_file() or (path / "config.json").is_file()):
         from bioxlstm_jax.convert.checkpoint import load_converted
 
         model, params, _ = load_converted(path)
         return model, params
     if not (path / "model.json").is_file():
         raise FileNotFoundError(f"{path}: neither a training workdir (model.json, checkpoints/) nor a converted "
-                                "checkpoint (config.json, params/)")
+                                "checkpoint (model.json, params/)")
     try:
         config = XLSTMConfig.from_dict(json.loads((path / "model.json").read_text()))
     except json.JSONDecodeError as e:
