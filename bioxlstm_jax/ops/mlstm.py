@@ -1,6 +1,6 @@
 """mLSTM cell with stabilized exponential gating: parallel, chunkwise, recurrent and step forms.
 
-Conventions (``shared/spec/xlstm-math-and-kernels.md``, DESIGN.md "Numerical conventions"):
+Conventions (the equations: ``docs/ops.md``, "The math"):
 
 * ``q, k: (B, NH, S, DHQK)``, ``v: (B, NH, S, DHV)``, gate pre-activations ``i, f: (B, NH, S)``.
 * ``log f = log_sigmoid(f)``, ``log i = i`` (exponential input gate).

@@ -1,6 +1,6 @@
 """sLSTM cell (scalar memory, exponential input gate, block-diagonal recurrence) as ``lax.scan``.
 
-Equations (``shared/spec/xlstm-math-and-kernels.md`` section 2), gate order i, f, z, o::
+Equations (``docs/ops.md``, "The math"), gate order i, f, z, o::
 
     raw   = gates_x_t + R h_{t-1} + b                 (block-diagonal R, one block per head)
     m_t   = i~_t                          if n_{t-1} == 0   (first step)

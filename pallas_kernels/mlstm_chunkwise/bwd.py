@@ -1,7 +1,7 @@
 """Backward kernels of the chunkwise mLSTM: the reverse state-gradient recurrence, dQ, dK and dV.
 
-The normalizer ``N`` and the maxima ``m`` are constants here, as in TFLA (``shared/spec`` section
-1.4): exact for any loss of the per-head-normalized output. With ``dH = dh / (N + eps)``,
+The normalizer ``N`` and the maxima ``m`` are constants here, as in TFLA (``docs/ops.md``, "The
+math": the backward of the Pallas kernels): exact for any loss of the per-head-normalized output. With ``dH = dh / (N + eps)``,
 ``qbar_t = q_t exp(b_t + m_c - m^comb_t)`` and ``D_ts = exp(b_t - b_s + i_s - m^comb_t)`` (s <= t):
 
   dC_c = exp(g_c + m_c - m_{c+1}) dC_{c+1} + qbar^T dH          (reverse over chunks; dC_NC = dC_last)

@@ -5,7 +5,7 @@ All arrays here are already flattened and padded by ``api.py``: ``q, k: (BH, S, 
 ``(BH, S)`` float32, per-chunk ones ``(BH, NC)``; states are ``(BH, NC + 1, DK, DV)`` float32, where
 index ``c`` is the state entering chunk ``c`` and ``NC`` the last state.
 
-Math (``shared/spec/xlstm-math-and-kernels.md`` section 1.3; scale ``s`` applied to k):
+Math (``docs/ops.md``, "The math": the chunkwise form; scale ``s`` applied to k):
 within a chunk ``b = cumsum(log f)``, ``g = b[L-1]``, ``a_t = sum_{j>t} log f_j + i_t`` (a reverse
 cumsum, never ``g - b``); states ``m_{c+1} = max(g_c + m_c, max_t a_t)``,
 ``C_{c+1} = exp(g_c + m_c - m_{c+1}) C_c + sum_t s exp(a_t - m_{c+1}) k_t v_t^T`` (same for ``n``).

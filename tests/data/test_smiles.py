@@ -10,7 +10,7 @@ from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data.smiles import BEG, END, PAD, SmilesVocab, read_smiles, tokenize
 from tests.helpers import data_path, shared_data
 
-# Chem-xLSTM's vocabulary on mini_train, in its first-appearance order (shared/spec section C1).
+# Chem-xLSTM's vocabulary on mini_train, in its first-appearance order (its tokenizer learns it so).
 REFERENCE_MINI_TRAIN = ("[PAD] [BEG] O = C ( c 1 2 ) N 3 [END] n # S F Cl [ H ] - 4 5 6 s o P I + Br 7 8 9 "
                         "%10 %11").split()
 
