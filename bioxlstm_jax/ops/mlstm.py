@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from pallas_kernels.checks import check_mlstm_inputs, check_mlstm_state, check_resets
+
 __all__ = [
     "chunkwise_path",
     "MLSTMState",
@@ -104,7 +106,7 @@ def mlstm_summary(k, v, i, f, *, resets=None, entering: MLSTMSummary | None = No
     stretch summarized by ``entering`` (None: none). One pass, memory linear in S, no (S, S) matrix.
     Summaries compose: ``apply_summary(apply_summary(x, a), b) == apply_summary(x, mlstm_summary(b's
     tokens, entering=a))``, which is how the shards of a split sequence find their entering states."""
-    B, NH, S, DHQK, DHV = _check_inputs(k, k, v, i, f)
+    B, NH, S, DHQK, DHV = check_mlstm_inputs(k, k, v, i, f)
     ct = _compute_dtype(k.dtype)
     log_f = jax.nn.log_sigmoid(f.astype(ct))
     if resets is not None:
@@ -121,27 +123,6 @@ def _compute_dtype(dtype) -> jnp.dtype:
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"mLSTM inputs must be floating point, got {dtype}")
     return jnp.promote_types(dtype, jnp.float32)
-
-
-def _check_inputs(q, k, v, i, f) -> tuple[int, int, int, int, int]:
-    if q.ndim != 4:
-        raise ValueError(f"q must be (B, NH, S, DHQK), got shape {q.shape}")
-    B, NH, S, DHQK = q.shape
-    if k.shape != q.shape:
-        raise ValueError(f"k must have the shape of q {q.shape}, got {k.shape}")
-    if v.ndim != 4 or v.shape[:3] != (B, NH, S):
-        raise ValueError(f"v must be (B, NH, S, DHV) = ({B}, {NH}, {S}, DHV), got {v.shape}")
-    for name, g in (("i", i), ("f", f)):
-        if g.shape != (B, NH, S):
-            raise ValueError(f"gate pre-activation {name} must be (B, NH, S) = {(B, NH, S)}, got {g.shape}")
-    return B, NH, S, DHQK, v.shape[-1]
-
-
-def _check_state(state: MLSTMState, B: int, NH: int, DHQK: int, DHV: int) -> None:
-    expected = ((B, NH, DHQK, DHV), (B, NH, DHQK), (B, NH))
-    got = tuple(tuple(x.shape) for x in state)
-    if got != expected:
-        raise ValueError(f"MLSTMState shapes (C, n, m) must be {expected}, got {got}")
 
 
 def _log_decay_matrix(log_f: jax.Array, causal: bool) -> jax.Array:
@@ -175,7 +156,7 @@ def mlstm_parallel(q, k, v, i, f, *, eps: float = 1e-6, causal: bool = True) -> 
     Returns:
       h: (B, NH, S, DHV) in the dtype of ``q``.
     """
-    _, _, _, DHQK, _ = _check_inputs(q, k, v, i, f)
+    _, _, _, DHQK, _ = check_mlstm_inputs(q, k, v, i, f)
     out_dtype, ct = q.dtype, _compute_dtype(q.dtype)
     q, k, v = (x.astype(ct) for x in (q, k, v))
     log_f = jax.nn.log_sigmoid(f.astype(ct))
@@ -204,7 +185,7 @@ def mlstm_step(q, k, v, i, f, state: MLSTMState | None = None, *, eps: float = 1
     ct = _compute_dtype(q.dtype)
     if state is None:
         state = MLSTMState.zeros(B, NH, DHQK, DHV, ct)
-    _check_state(state, B, NH, DHQK, DHV)
+    check_mlstm_state(state, B, NH, DHQK, DHV, "MLSTMState")
     C, n, m = (x.astype(ct) for x in state)
     qc, kc, vc = (x.astype(ct) for x in (q, k, v))
     i, log_f = i.astype(ct), jax.nn.log_sigmoid(f.astype(ct))
@@ -230,7 +211,7 @@ def mlstm_recurrent(q, k, v, i, f, *, initial_state: MLSTMState | None = None, e
     Returns:
       (h: (B, NH, S, DHV) in the dtype of ``q``, last ``MLSTMState``).
     """
-    B, NH, S, DHQK, DHV = _check_inputs(q, k, v, i, f)
+    B, NH, S, DHQK, DHV = check_mlstm_inputs(q, k, v, i, f)
     if initial_state is None:
         initial_state = MLSTMState.zeros(B, NH, DHQK, DHV, _compute_dtype(q.dtype))
 
@@ -364,7 +345,7 @@ _chunkwise_core.defvjp(_chunkwise_core_fwd, _chunkwise_core_bwd)
 def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, eps, recompute=True):
     """The XLA chunkwise form. ``recompute=True``: the custom VJP above (saves inputs and entering
     states only); ``False``: plain autodiff of the same forward (the reference the tests compare to)."""
-    B, NH, S, DHQK, DHV = _check_inputs(q, k, v, i, f)
+    B, NH, S, DHQK, DHV = check_mlstm_inputs(q, k, v, i, f)
     ct = _compute_dtype(q.dtype)
     L = min(chunk_size, S)
     NC = -(-S // L)
@@ -385,7 +366,7 @@ def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, ep
 
     if initial_state is None:
         initial_state = MLSTMState.zeros(B, NH, DHQK, DHV, ct)
-    _check_state(initial_state, B, NH, DHQK, DHV)
+    check_mlstm_state(initial_state, B, NH, DHQK, DHV, "MLSTMState")
     initial_state = MLSTMState(*(x.astype(ct) for x in initial_state))
     if recompute:
         h, last_state = _chunkwise_core(q, k, v, log_f, i, initial_state, eps, L)
@@ -479,14 +460,11 @@ def mlstm_chunkwise(
         raise ValueError(f"kernel must be one of {CHUNKWISE_KERNELS}, got {kernel!r}")
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    B, NH, S, DHQK, DHV = _check_inputs(q, k, v, i, f)
+    B, NH, S, DHQK, DHV = check_mlstm_inputs(q, k, v, i, f)
     if resets is not None:
-        resets = jnp.asarray(resets)
-        if resets.shape != (B, S):
-            raise ValueError(f"resets must be (B, S) = {(B, S)}, got {resets.shape}")
-        resets = resets.astype(bool)
+        resets = check_resets(resets, B, S).astype(bool)
     if initial_state is not None:
-        _check_state(initial_state, B, NH, DHQK, DHV)
+        check_mlstm_state(initial_state, B, NH, DHQK, DHV, "MLSTMState")
     path, refusal = chunkwise_path(kernel, q.dtype, DHQK, DHV, chunk_size)
     use_kernel = path == "pallas"
     if refusal is not None and _gpu_capability() is not None and refusal not in _FALLBACK_WARNED:

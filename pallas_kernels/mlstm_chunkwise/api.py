@@ -13,6 +13,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ..checks import check_mlstm_inputs, check_mlstm_state, check_resets
 from . import bwd, fwd
 from .heuristics import BlockSizes, next_power_of_2, padded_head_dim
 
@@ -78,21 +79,12 @@ _core.defvjp(_core_fwd, _core_bwd)
 
 
 def _check(q, k, v, i, f):
-    if q.ndim != 4:
-        raise ValueError(f"q must be (B, NH, S, DHQK), got shape {q.shape}")
-    B, NH, S, DHQK = q.shape
-    if k.shape != q.shape:
-        raise ValueError(f"k must have the shape of q {q.shape}, got {k.shape}")
-    if v.ndim != 4 or v.shape[:3] != (B, NH, S):
-        raise ValueError(f"v must be (B, NH, S, DHV) = ({B}, {NH}, {S}, DHV), got {v.shape}")
-    for name, g in (("i", i), ("f", f)):
-        if g.shape != (B, NH, S):
-            raise ValueError(f"gate pre-activation {name} must be (B, NH, S) = {(B, NH, S)}, got {g.shape}")
+    dims = check_mlstm_inputs(q, k, v, i, f)
     if q.dtype not in (jnp.float32, jnp.bfloat16, jnp.float16):
         raise TypeError(f"mlstm_chunkwise kernels take float32, bfloat16 or float16 inputs, got {q.dtype}")
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    return B, NH, S, DHQK, v.shape[-1]
+    return dims
 
 
 def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, return_last_state: bool = False,
@@ -139,9 +131,7 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
     if resets is None:
         starts = jnp.zeros((BH, Sp), F32)
     else:
-        resets = jnp.asarray(resets)
-        if resets.shape != (B, S):
-            raise ValueError(f"resets must be (B, S) = {(B, S)}, got {resets.shape}")
+        resets = check_resets(resets, B, S)
         starts = jnp.broadcast_to(resets.astype(F32)[:, None, :], (B, NH, S))
         starts = jnp.pad(starts, ((0, 0), (0, 0), (0, Sp - S))).reshape(BH, Sp)
     gi = i.astype(F32)
@@ -155,11 +145,8 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
     if initial_state is None:
         C0, n0, m0 = jnp.zeros((BH, DK, DV), F32), jnp.zeros((BH, DK), F32), jnp.zeros((BH,), F32)
     else:
+        check_mlstm_state(initial_state, B, NH, DHQK, DHV)
         C0, n0, m0 = initial_state
-        expected = ((B, NH, DHQK, DHV), (B, NH, DHQK), (B, NH))
-        if tuple(tuple(x.shape) for x in (C0, n0, m0)) != expected:
-            raise ValueError(f"initial_state shapes (C, n, m) must be {expected}, "
-                             f"got {tuple(tuple(x.shape) for x in (C0, n0, m0))}")
         C0 = jnp.pad(C0.astype(F32), ((0, 0), (0, 0), (0, DK - DHQK), (0, DV - DHV))).reshape(BH, DK, DV)
         n0 = jnp.pad(n0.astype(F32), ((0, 0), (0, 0), (0, DK - DHQK))).reshape(BH, DK)
         m0 = m0.astype(F32).reshape(BH)
