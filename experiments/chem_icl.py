@@ -19,7 +19,7 @@ After training, per held-out domain (``icl_results.json`` in the workdir, and a 
   and as many from the other held-out domains (negatives) are scored by mean log-likelihood; ROC-AUC.
   (The reference ranks FS-Mol assay actives this way; FS-Mol is not available offline.)
 
-The reference ICST run: ``--config.preset=chem_xlstm_15m --config.form=chunkwise
+The reference ICST run (chunkwise, as ``config.model.form``): ``--config.preset=chem_xlstm_15m
 --config.context_length=2048 --config.batch_size=32 --config.optimizer.lr=1e-3
 --config.optimizer.warmup_steps=400 --config.domains=<train+valid domains file>``.
 """

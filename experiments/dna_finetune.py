@@ -9,8 +9,9 @@ a random ``config.valid_fraction`` (10 %) of the train file, drawn with each run
 validation split (as DNA-xLSTM does for Genomic Benchmarks and NT).
 
 Model: the backbone of ``config.ckpt`` (a ``dna_pretrain`` workdir or a converted DNA-xLSTM checkpoint;
-its LM head is dropped) or, without it, a fresh small model (``config.small_model``) or
-``config.preset``; then mean pooling over the real bases and a linear head (``XLSTMClassifier``).
+its LM head is dropped) or, without it, a fresh ``config.preset`` (default ``dna_small``), with
+``--config.model.<field>`` changing any ``XLSTMConfig`` field of either (e.g. ``remat``, ``kernel``,
+``dtype``; a field the checkpoint's parameters do not fit is refused); then mean pooling over the real bases and a linear head (``XLSTMClassifier``).
 Sequences are tokenized as DNA-xLSTM's downstream tokenizer does (lower case becomes [UNK]), cut on
 the right to ``config.max_length`` (unset: the longest train sequence) and left-padded with [PAD].
 Unlike the reference, the mean excludes the padding (the reference averages over it too).

@@ -21,7 +21,11 @@ The real run (the reference's settings):
       --config.optimizer.warmup_steps=500 --config.eval_every=50 --config.checkpoint_every=50
 
 (AdamW 6e-4, betas (0.9, 0.95), weight decay 0.1 on all parameters, clip 1.0, constant after 500
-warmup steps are the defaults.)
+warmup steps are the defaults.) The default ``remat="auto"`` recomputes the blocks at this length
+(``--config.model.<field>`` sets any model field). Measured on a 2-core CPU with 23 GiB, no remat flag
+(``--config.preset=prot_xlstm_26m --config.context_length=131072 --config.steps=1 --config.batch_size=1
+--config.eval_every=0``, 2026-12-07): the plan printed ``remat block (auto)`` and 7.71 GiB per device,
+the run took 12 min 10 s with a peak RSS of 10.0 GiB (192 tokens/s).
 """
 
 from __future__ import annotations
