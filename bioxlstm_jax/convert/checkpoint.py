@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,13 @@ def _read_json(path: Path) -> dict:
 def _torch_load(path: Path) -> dict:
     import torch  # only conversion needs torch
 
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt file?): {reason}") from None
     if isinstance(obj, dict) and "state_dict" in obj:  # Lightning
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -127,7 +135,9 @@ def load_converted(path) -> tuple[XLSTMLM, dict, dict]:
     path = Path(path).absolute()
     model_file = path / "model.json" if (path / "model.json").is_file() else path / "config.json"
     cfg = XLSTMConfig.from_dict(_read_json(model_file))
-    with ocp.StandardCheckpointer() as ckptr:
+    from bioxlstm_jax.training.checkpoints import quiet_orbax
+
+    with quiet_orbax(), ocp.StandardCheckpointer() as ckptr:
         params = ckptr.restore(path / "params")
     extras = {}
     if (path / "vocab.json").exists():

@@ -128,10 +128,13 @@ def genome_windows(fasta: str | os.PathLike, length: int, *, bed: str | os.PathL
     """
     genome = Genome(fasta, data_dir)
     if bed is not None:
-        rows = read_bed(bed)
         splits: dict[str, list] = {}
-        for row in rows:
-            splits.setdefault(row[3], []).extend(bed_windows([row], length, genome.sizes))
+        for lineno, row in read_bed(bed, line_numbers=True):
+            try:
+                windows = bed_windows([row], length, genome.sizes)
+            except ValueError as e:
+                raise ValueError(f"{bed}:{lineno}: {e} (genome {fasta})") from None
+            splits.setdefault(row[3], []).extend(windows)
         return {split: GenomeWindows(genome, starts, length) for split, starts in splits.items()}
     if not 0 <= valid_fraction < 1:
         raise ValueError(f"valid_fraction must be in [0, 1), got {valid_fraction}")
@@ -152,9 +155,10 @@ def genome_windows(fasta: str | os.PathLike, length: int, *, bed: str | os.PathL
                                                                if valid else {})}
 
 
-def read_bed(path: str | os.PathLike) -> list[tuple[str, int, int, str]]:
+def read_bed(path: str | os.PathLike, line_numbers: bool = False) -> list[tuple[str, int, int, str]]:
     """Rows ``(chrom, start, end, split)`` of a BED file (0-based, end-exclusive; a 4th column is the
-    split, "train" when absent). Comment, ``track`` and ``browser`` lines are skipped."""
+    split, "train" when absent). Comment, ``track`` and ``browser`` lines are skipped.
+    ``line_numbers``: ``(line, row)`` pairs instead."""
     from bioxlstm_jax.data.formats import open_text
 
     rows = []
@@ -169,7 +173,8 @@ def read_bed(path: str | os.PathLike) -> list[tuple[str, int, int, str]]:
                 raise ValueError(f"{path}:{lineno}: expected 'chrom start end [split]', got {line.strip()!r}") from None
             if not 0 <= start < end:
                 raise ValueError(f"{path}:{lineno}: expected 0 <= start < end, got {start}, {end}")
-            rows.append((chrom, start, end, fields[3] if len(fields) > 3 else "train"))
+            row = (chrom, start, end, fields[3] if len(fields) > 3 else "train")
+            rows.append((lineno, row) if line_numbers else row)
     if not rows:
         raise ValueError(f"{path}: no BED rows")
     return rows

@@ -163,8 +163,28 @@ def _check_row(path, lineno, text):
                          f"row (expected residues {RESIDUES} in either case, '-', '.' or '*')")
 
 
+def _match_columns(row: str) -> int:
+    """Match columns of an a3m / a2m row: upper-case residues and '-' (insertions are lower case and '.')."""
+    return sum(1 for c in row if not c.islower() and c != ".")
+
+
 def _read_fasta_like(path, allow_comments: bool) -> list[tuple[str, str]]:
+    """Records of a FASTA-like MSA; with ``allow_comments`` (a3m / a2m) every row must have the query's
+    number of match columns."""
     records, header, parts, header_line = [], None, [], 0
+    width = None
+
+    def add():
+        nonlocal width
+        row = "".join(parts)
+        if allow_comments:
+            n = _match_columns(row)
+            width = n if width is None else width
+            if n != width:
+                raise ValueError(f"{path}:{header_line}: row {header!r} has {n} match columns (upper-case residues "
+                                 f"and '-'), the query {width} (a row cut short?)")
+        records.append((header, row))
+
     with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
@@ -176,7 +196,7 @@ def _read_fasta_like(path, allow_comments: bool) -> list[tuple[str, str]]:
                 if header is not None:
                     if not parts:
                         raise ValueError(f"{path}:{header_line}: record {header!r} has an empty sequence")
-                    records.append((header, "".join(parts)))
+                    add()
                 header, parts, header_line = line[1:].strip(), [], lineno
                 continue
             if header is None:
@@ -187,7 +207,7 @@ def _read_fasta_like(path, allow_comments: bool) -> list[tuple[str, str]]:
         raise ValueError(f"{path}: no sequence record (expected a header line starting with '>')")
     if not parts:
         raise ValueError(f"{path}:{header_line}: record {header!r} has an empty sequence (truncated file?)")
-    records.append((header, "".join(parts)))
+    add()
     return records
 
 
@@ -238,8 +258,9 @@ def read_msa(path: str | os.PathLike, fmt: str = "auto") -> list[tuple[str, str]
     Rows are returned as written: upper-case match columns, lower-case insertions (a3m / a2m), gaps
     '-' and '.'; ``protein.clean_sequence`` turns a row into the unaligned protein the way
     Prot-xLSTM does. The first record is the query. Raises ``ValueError("<file>:<line>: ...")`` on
-    a missing header, an empty sequence, characters other than ``RESIDUES`` / '-' / '.' / '*', ragged
-    Stockholm rows or a Stockholm file without its closing '//'.
+    a missing header, an empty sequence, characters other than ``RESIDUES`` / '-' / '.' / '*', an
+    a3m / a2m row whose match columns are not the query's, ragged Stockholm rows or a Stockholm file
+    without its closing '//'.
     """
     fmt = msa_format(path) if fmt == "auto" else fmt
     if fmt not in MSA_FORMATS:

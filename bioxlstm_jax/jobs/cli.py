@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-__all__ = ["run", "execute", "require", "require_positive", "EXPECTED_ERRORS", "error_line", "debug_requested",
+__all__ = ["run", "execute", "require", "require_positive", "require_fraction", "load_model", "EXPECTED_ERRORS", "error_line", "debug_requested",
            "model_flags", "model_changes", "model_config"]
 
 # what bad input or a bad run condition raises (the readers name the file and line in the message)
@@ -64,9 +64,18 @@ def execute(job: Callable[[ml_collections.ConfigDict, str], object], config: ml_
     except EXPECTED_ERRORS as e:
         if debug or debug_requested():
             raise
+        close_progress_bars()
         print(error_line(e), file=sys.stderr, flush=True)
         return 2
     return 0
+
+
+def close_progress_bars() -> None:
+    """Closes every open tqdm bar (each ends its line), so that what is printed next starts a line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def run(job: Callable[[ml_collections.ConfigDict, str], object],
@@ -185,6 +194,25 @@ def model_config(config: ml_collections.ConfigDict, base, **derived):
         raise ValueError(f"{where}: {e}" if changes else str(e)) from None
 
 
+def load_model(config: ml_collections.ConfigDict, *, vocab_size: int | None = None, domain: str = "",
+               causal: bool = False):
+    """``inference.load_lm(--config.ckpt)`` with ``config.model`` applied, refused (``ValueError`` naming
+    ``--config.ckpt``) unless its model reads the ``vocab_size`` token ids of ``domain`` and, with
+    ``causal``, is causal (generation, state passing)."""
+    from bioxlstm_jax.inference import load_lm
+
+    model, params = load_lm(config.ckpt, **model_changes(config))
+    cfg = model.config
+    if vocab_size is not None and cfg.vocab_size != vocab_size:
+        raise ValueError(f"--config.ckpt={config.ckpt}: its model reads {cfg.vocab_size} token ids, the {domain} "
+                         f"vocabulary has {vocab_size} (a checkpoint of another domain?)")
+    if causal and not cfg.causal:
+        raise ValueError(f"--config.ckpt={config.ckpt}: this job needs a causal model (bidirectional='none', "
+                         f"rcps=False, causal convs); this one has bidirectional={cfg.bidirectional!r}, "
+                         f"rcps={cfg.rcps}")
+    return model, params
+
+
 def require(config: ml_collections.ConfigDict, *keys: str) -> None:
     """Raises ``ValueError`` naming every ``--config.<key>`` that is unset (None or empty)."""
     missing = [k for k in keys if config.get(k) in (None, "")]
@@ -192,8 +220,20 @@ def require(config: ml_collections.ConfigDict, *keys: str) -> None:
         raise ValueError("missing " + ", ".join(f"--config.{k}" for k in missing))
 
 
-def require_positive(config: ml_collections.ConfigDict, *keys: str) -> None:
-    """Raises ``ValueError`` naming the first ``--config.<key>`` that is not an integer >= 1."""
+def require_positive(config: ml_collections.ConfigDict, *keys: str, low: int = 1) -> None:
+    """Raises ``ValueError`` naming the first ``--config.<key>`` that is not an integer >= ``low``
+    (an unset optional key passes)."""
     for k in keys:
-        if not isinstance(config[k], int) or config[k] < 1:
-            raise ValueError(f"--config.{k}={config[k]!r}: expected an integer >= 1")
+        value = config[k]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ValueError(f"--config.{k}={value!r}: expected an integer >= {low}")
+
+
+def require_fraction(config: ml_collections.ConfigDict, key: str, interval: str = "[0, 1]") -> None:
+    """Raises ``ValueError`` unless ``--config.<key>`` lies in ``interval`` (``"[0, 1]"``, ``"(0, 1]"``,
+    ``"[0, 1)"`` or ``"(0, 1)"``)."""
+    value = config[key]
+    low_ok = value > 0 if interval[0] == "(" else value >= 0
+    high_ok = value < 1 if interval[-1] == ")" else value <= 1
+    if not (low_ok and high_ok):
+        raise ValueError(f"--config.{key}={value!r}: expected a value in {interval}")

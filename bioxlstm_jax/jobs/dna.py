@@ -9,8 +9,9 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from bioxlstm_jax.data.dna import VOCAB
 from bioxlstm_jax.io import atomic_write
-from bioxlstm_jax.jobs.cli import model_changes, require
+from bioxlstm_jax.jobs.cli import load_model, require, require_positive
 
 __all__ = ["dna_embed", "dna_variants", "pretraining_objective"]
 
@@ -19,13 +20,13 @@ def dna_embed(c: ml_collections.ConfigDict, workdir: str) -> dict[str, Path]:
     """Embeddings of every sequence of ``c.fasta`` in ``workdir`` (``inference.dna.write_embeddings``:
     ``pooled.npy``, ``per_position.npy``, ``offsets.npy``, ``ids.txt``); returns their paths."""
     from bioxlstm_jax.data.formats import GENOME_ALPHABET, read_fasta
-    from bioxlstm_jax.inference import load_lm
     from bioxlstm_jax.inference.dna import write_embeddings
 
     require(c, "ckpt", "fasta")
+    require_positive(c, "batch_size")
     for _ in read_fasta(c.fasta, alphabet=GENOME_ALPHABET):  # the whole input is checked before the model loads
         pass
-    model, params = load_lm(c.ckpt, **model_changes(c))
+    model, params = load_model(c, vocab_size=len(VOCAB), domain="DNA")
     paths = write_embeddings(model, params, c.fasta, workdir, batch_size=c.batch_size)
     shape = np.load(paths["pooled"], mmap_mode="r").shape
     print(f"embedded {shape[0]} sequences (width {shape[1]}) into {workdir}: "
@@ -49,14 +50,14 @@ def dna_variants(c: ml_collections.ConfigDict, workdir: str) -> np.ndarray:
     With a 0/1 ``label`` column it also prints the ROC-AUC of ``-llr`` for label 1."""
     from bioxlstm_jax.data.dna import Genome
     from bioxlstm_jax.evaluation.metrics import roc_auc
-    from bioxlstm_jax.inference import load_lm
     from bioxlstm_jax.inference.dna import read_variants, variant_scores
 
     require(c, "ckpt", "genome", "variants")
+    require_positive(c, "window", "batch_size")
     if c.objective not in ("auto", "mlm", "clm"):
         raise ValueError(f"--config.objective must be auto, mlm or clm, got {c.objective!r}")
     rows = read_variants(c.variants)
-    model, params = load_lm(c.ckpt, **model_changes(c))
+    model, params = load_model(c, vocab_size=len(VOCAB), domain="DNA")
     obj = pretraining_objective(c.ckpt, model) if c.objective == "auto" else c.objective
     scores = variant_scores(model, params, Genome(c.genome, c.tfds_dir), rows, window=c.window, objective=obj,
                             batch_size=c.batch_size)

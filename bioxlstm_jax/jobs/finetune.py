@@ -23,7 +23,7 @@ from bioxlstm_jax.data import array_batches
 from bioxlstm_jax.data.dna import PAD, encode, rc_augment, read_labeled_sequences
 from bioxlstm_jax.evaluation.metrics import classification_metrics, summarize_seeds
 from bioxlstm_jax.io import atomic_path, fixed_batches, pad_rows, write_json
-from bioxlstm_jax.jobs.cli import model_config, require
+from bioxlstm_jax.jobs.cli import model_config, require, require_fraction, require_positive
 from bioxlstm_jax.nn import XLSTMClassifier
 from bioxlstm_jax.training import classification_task, train
 from bioxlstm_jax.training.checkpoints import read_params
@@ -198,6 +198,9 @@ def dna_finetune(c: ml_collections.ConfigDict, workdir: str) -> dict:
     """Every seed of ``c.seeds`` (each resumable in ``workdir/seed_<s>``); writes ``workdir/results.json``
     and ``workdir/curves.png``, prints the table and returns the report."""
     require(c, "train", "test")
+    require_positive(c, "epochs", "batch_size", "eval_batch_size", "max_length")
+    if not c.valid:
+        require_fraction(c, "valid_fraction", "(0, 1)")
     seeds = [int(s) for s in c.seeds]
     if not seeds:
         raise ValueError("config.seeds is empty")

@@ -10,10 +10,11 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from bioxlstm_jax.data.protein import VOCAB
 from bioxlstm_jax.io import atomic_path, atomic_write
-from bioxlstm_jax.jobs.cli import model_changes, require
+from bioxlstm_jax.jobs.cli import load_model, require, require_fraction, require_positive
 
-__all__ = ["prot_fitness", "check_protein"]
+__all__ = ["prot_fitness", "check_protein", "check_scoring"]
 
 
 def check_protein(sequence: str, where: str) -> str:
@@ -24,6 +25,14 @@ def check_protein(sequence: str, where: str) -> str:
     if bad:
         raise ValueError(f"{where}: {''.join(bad)!r} are not residues (expected {RESIDUES})")
     return sequence
+
+
+def check_scoring(c) -> None:
+    """The scoring flags ``prot_fitness`` and ``proteingym`` share: ``ValueError`` naming the first one out
+    of its range."""
+    require_positive(c, "replicates", "max_context_tokens", "max_context_sequences", "batch_size", "segment_length",
+                     "context_devices")
+    require_fraction(c, "retrieval_alpha")
 
 
 def _stem(path: str) -> str:
@@ -55,9 +64,9 @@ def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:
     Returns ``{"spearman", "auc" (or None), "predictions": path}``."""
     from bioxlstm_jax.evaluation import proteingym as pg
     from bioxlstm_jax.evaluation.metrics import roc_auc, spearman
-    from bioxlstm_jax.inference import load_lm
-
     require(c, "ckpt", "dms", "msa")
+    check_scoring(c)
+    require_positive(c, "offset")
     rows = pg.read_dms(c.dms)
     offset = c.offset
     if c.target_seq:
@@ -69,7 +78,7 @@ def prot_fitness(c: ml_collections.ConfigDict, workdir: str) -> dict:
     mutations = [pg.parse_mutant(r["mutant"], offset, wt, where=f"{c.dms}:{r['_line']}: ") for r in rows]
     msa, start, weights = pg.prepare_msa(c.msa, wt, offset)
     positions = sorted({m.pos for muts in mutations for m in muts})
-    model, params = load_lm(c.ckpt, **model_changes(c))
+    model, params = load_model(c, vocab_size=len(VOCAB), domain="protein", causal=True)
     effect = pg.fitness_effects(model, params, msa, wt, positions, start=start, weights=weights,
                                 replicates=c.replicates, max_tokens=c.max_context_tokens,
                                 max_sequences=c.max_context_sequences, batch_size=c.batch_size,

@@ -10,8 +10,9 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from bioxlstm_jax.data.protein import VOCAB
 from bioxlstm_jax.io import atomic_write, write_json
-from bioxlstm_jax.jobs.cli import model_changes, require
+from bioxlstm_jax.jobs.cli import load_model, model_changes, require, require_positive
 
 __all__ = ["prot_generate", "chem_generate", "parse_spans"]
 
@@ -38,13 +39,14 @@ def prot_generate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
 
     from bioxlstm_jax.data.formats import read_msa
     from bioxlstm_jax.data.protein import clean_sequence
-    from bioxlstm_jax.inference import load_lm
     from bioxlstm_jax.inference.generate import check_sampling
     from bioxlstm_jax.inference.protein import context_prompt, generate_proteins, inpainting_prompt
     from bioxlstm_jax.jobs.fitness import check_protein
 
     require(c, "ckpt", "msa")
     check_sampling(c.temperature, c.top_k, c.top_p, prefix="--config.")
+    require_positive(c, "num_samples", "batch_size", "max_new_tokens", "segment_length", "context_devices")
+    require_positive(c, "n_context", low=-1)
     if bool(c.target_seq) != bool(c.spans):
         raise ValueError("inpainting needs both --config.target_seq and --config.spans")
     spans = parse_spans(c.spans) if c.spans else None
@@ -58,7 +60,7 @@ def prot_generate(c: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     n = len(proteins) if c.n_context < 0 else min(c.n_context, len(proteins))
     order = np.random.default_rng(c.context_seed).permutation(len(proteins))[:n]
     context = [proteins[i] for i in order]
-    model, params = load_lm(c.ckpt, **model_changes(c))
+    model, params = load_model(c, vocab_size=len(VOCAB), domain="protein", causal=True)
     token_positions = None
     if c.target_seq:
         prompt, positions, token_positions = inpainting_prompt(context, c.target_seq.upper(), spans)
@@ -104,16 +106,23 @@ def chem_generate(c: ml_collections.ConfigDict, workdir: str) -> dict:
 
     require(c, "ckpt")
     check_sampling(c.temperature, c.top_k, c.top_p, prefix="--config.")
-    if c.n < 2:
-        raise ValueError("--config.n must be at least 2")
+    require_positive(c, "n", low=2)
+    require_positive(c, "batch_size")
+    require_positive(c, "reference_size", low=0)
     ckpt = Path(c.ckpt)
-    model, params = load_lm(ckpt, **model_changes(c))
-    vocab = load_vocab(ckpt)
     files = _run_files(ckpt)
     read = lambda p: [s for _, s in read_smiles(p)]  # noqa: E731
-    reference = read(c.reference or files["test"])
+    reference = list(read_smiles(c.reference or files["test"]))
     if c.reference_size:
         reference = reference[:c.reference_size]
+    unparsable = [where for (where, _), k in zip(reference, chem.canonical([s for _, s in reference])) if k is None]
+    if unparsable:  # FCD and the property plots would silently drop them
+        raise ValueError(f"{unparsable[0]}: RDKit cannot parse this reference SMILES ({len(unparsable)} of the "
+                         f"{len(reference)} reference molecules do not parse); give --config.reference a file of "
+                         "valid molecules")
+    reference = [s for _, s in reference]
+    model, params = load_lm(ckpt, **model_changes(c))
+    vocab = load_vocab(ckpt)
 
     out = generate_smiles(model, params, vocab, c.n, jax.random.key(c.seed), batch_size=c.batch_size,
                           temperature=c.temperature, top_k=c.top_k, top_p=c.top_p)

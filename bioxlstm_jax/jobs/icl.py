@@ -12,8 +12,9 @@ import numpy as np
 from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data import lm_batches
 from bioxlstm_jax.data.formats import read_lines
-from bioxlstm_jax.data.smiles import SmilesVocab
+from bioxlstm_jax.data.smiles import SmilesVocab, tokenize
 from bioxlstm_jax.io import write_json
+from bioxlstm_jax.jobs.cli import require_positive
 from bioxlstm_jax.jobs.pretrain import chem_model_config
 from bioxlstm_jax.nn import XLSTMLM
 from bioxlstm_jax.training import Task, causal_lm_task, train
@@ -29,6 +30,11 @@ def read_domains(c: ml_collections.ConfigDict) -> list[list[str]]:
         molecules = [m for m in line.strip().split(".") if m]
         if len(molecules) < 2:
             raise ValueError(f"{where}: a domain needs at least 2 molecules joined by '.', got {len(molecules)}")
+        for k, molecule in enumerate(molecules, 1):
+            try:
+                tokenize(molecule, c.tokenizer)
+            except ValueError as e:
+                raise ValueError(f"{where}: molecule {k} of the domain: {e}") from None
         domains.append(molecules)
     if not 0 < c.heldout < len(domains):
         raise ValueError(f"{path}: {len(domains)} domains; --config.heldout must be in [1, {len(domains) - 1}]")
@@ -114,5 +120,6 @@ def evaluate_icl(c: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def chem_icl(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains on the domains (resuming from ``workdir``), then ``evaluate_icl``."""
+    require_positive(config, "n_context", "n_designs", "n_rank")
     train(config, workdir, icl_task(config))
     return evaluate_icl(config, workdir)

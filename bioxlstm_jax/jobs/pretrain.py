@@ -12,7 +12,7 @@ import numpy as np
 
 from bioxlstm_jax.assets import asset_path
 from bioxlstm_jax.data import lm_batches
-from bioxlstm_jax.jobs.cli import model_changes, model_config, require_positive
+from bioxlstm_jax.jobs.cli import model_changes, model_config, require_fraction, require_positive
 from bioxlstm_jax.nn import XLSTMLM, XLSTMConfig
 from bioxlstm_jax.training import Task, TrainState, causal_lm_task, masked_lm_task, train
 
@@ -35,7 +35,8 @@ def prot_task(c: Config) -> Task:
     from bioxlstm_jax.data.protein import PAD, fim_token_mask, homolog_example, last_sequence_target_mask
     from bioxlstm_jax.data.tfds_builders import homolog_clusters
 
-    require_positive(c, "context_length", "max_position")
+    require_positive(c, "context_length", "max_position", "fim_max_spans")
+    require_fraction(c, "fim_mask_fraction", "(0, 1]")
     model = XLSTMLM(prot_model_config(c))  # a bad model setting fails before the data is prepared
     if c.data_dir:
         root, eval_split = c.data_dir, c.eval_split or None
@@ -102,6 +103,11 @@ def dna_task(c: Config) -> Task:
     from bioxlstm_jax.data.dna import PAD, genome_windows, lm_example
 
     require_positive(c, "context_length")
+    require_fraction(c, "mlm_probability", "(0, 1)")
+    require_fraction(c, "valid_fraction", "[0, 1)")
+    if c.bed and 2**20 % c.context_length:
+        raise ValueError(f"--config.context_length={c.context_length}: with --config.bed every row is stretched to "
+                         "2^20 bp and cut into windows, so the context length must divide 1,048,576 (a power of two)")
     cfg = dna_model_config(c)
     windows = genome_windows(c.fasta or asset_path("dna", "hg38_chr2_1-2333275.fa.gz"), c.context_length,
                              bed=c.bed or None, valid_fraction=c.valid_fraction, data_dir=c.tfds_dir)

@@ -12,8 +12,9 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from bioxlstm_jax.data.protein import VOCAB
 from bioxlstm_jax.io import atomic_path, atomic_write, write_json
-from bioxlstm_jax.jobs.cli import model_changes, require
+from bioxlstm_jax.jobs.cli import load_model, require
 
 __all__ = ["proteingym", "SCORERS", "SCORING_KEYS"]
 
@@ -150,13 +151,10 @@ def proteingym(c: ml_collections.ConfigDict, workdir: str) -> dict:
     from tqdm.auto import tqdm
 
     from bioxlstm_jax.evaluation import proteingym as pg
-    from bioxlstm_jax.jobs.fitness import check_protein
+    from bioxlstm_jax.jobs.fitness import check_protein, check_scoring
 
     require(c, "ckpt")
-    if not 0 <= c.retrieval_alpha <= 1:
-        raise ValueError(f"--config.retrieval_alpha={c.retrieval_alpha}: expected a value in [0, 1]")
-    if c.replicates < 1:
-        raise ValueError(f"--config.replicates={c.replicates}: expected an integer >= 1")
+    check_scoring(c)
     rows, files, missing = _inputs(c)
     workdir = Path(workdir)
     settings = {k: (str(c[k]) if k in ("ckpt", "msa") and c[k] else c[k]) for k in SCORING_KEYS}
@@ -183,13 +181,9 @@ def proteingym(c: ml_collections.ConfigDict, workdir: str) -> dict:
     groups: dict[tuple, list[str]] = {}  # assays sharing protein, offset and MSA share their effects
     for dms_id, (_, _, wt, start, msa_path) in pending.items():
         groups.setdefault((wt, start, str(msa_path)), []).append(dms_id)
-    model = params = None
+    model, params = load_model(c, vocab_size=len(VOCAB), domain="protein", causal=True) if groups else (None, None)
     bar = tqdm(total=len(rows), initial=done, desc="assays", unit="assay", disable=not c.progress)
     for (wt, offset, msa_path), ids in groups.items():
-        if model is None:
-            from bioxlstm_jax.inference import load_lm
-
-            model, params = load_lm(c.ckpt, **model_changes(c))
         msa, start, weights = pg.prepare_msa(msa_path, wt, offset)
         positions = sorted({m.pos for i in ids for muts in pending[i][1] for m in muts})
         bar.set_postfix_str(f"{ids[0]}: {len(positions)} positions x {c.replicates} replicates")

@@ -10,6 +10,7 @@ parameters for inference (through the same CheckpointManagers, read-only).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -76,6 +77,20 @@ class Checkpoints:
             self.best.close()
 
 
+@contextlib.contextmanager
+def quiet_orbax():
+    """Orbax's absl warnings off (e.g. "Given directory is read only" on every read-only load): reading a
+    checkpoint prints nothing unless it fails."""
+    from absl import logging as absl_logging
+
+    old = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(old)
+
+
 def read_params(workdir: str | os.PathLike, which: str = "best"):
     """The parameters of a training run: ``which="best"`` those of ``best/`` (the best eval metric)
     when it holds a step, else the latest of ``checkpoints/``; ``"latest"`` the latest. Restored onto
@@ -90,10 +105,9 @@ def read_params(workdir: str | os.PathLike, which: str = "best"):
     for folder, item in ((("best", "params"),) if which == "best" else ()) + (("checkpoints", "state"),):
         if not (workdir / folder).is_dir():
             continue
-        options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-        with ocp.CheckpointManager(workdir / folder, item_names=(item,), options=options,
-                                   item_handlers={item: ocp.PyTreeCheckpointHandler()}) as manager, \
-                warnings.catch_warnings():
+        with quiet_orbax(), ocp.CheckpointManager(
+                workdir / folder, item_names=(item,), options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+                item_handlers={item: ocp.PyTreeCheckpointHandler()}) as manager, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sharding info not provided")
             step = manager.latest_step()
             if step is None:

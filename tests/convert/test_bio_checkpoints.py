@@ -182,6 +182,22 @@ def test_a_config_that_does_not_fit_its_weights_is_refused_and_nothing_is_writte
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.torch
+def test_a_truncated_weights_file_is_named(tmp_path, capsys):
+    model = official_model(11, slstm_at=[], num_blocks=1, D=64, m_heads=4, s_heads=4)
+    cfg = dataclasses.asdict(model.config)
+    cfg["mlstm_block"]["mlstm"].update(backend="chunkwise", chunk_size=8, return_last_state=False)
+    cfg.update(position_embeddings="none")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    weights = tmp_path / "pytorch_model.bin"
+    torch.save({"backbone." + k: v for k, v in model.state_dict().items()}, weights)
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert convert_main([str(tmp_path), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {weights}: not a readable PyTorch checkpoint (truncated or corrupt file?): ")
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
 def test_converted_config_round_trips():
     cfg = XLSTMConfig(vocab_size=12, num_blocks=3, slstm_at=(0, 2), rcps=True, complement_map=COMPLEMENT)
     assert XLSTMConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ml_collections
 import pytest
 
 from bioxlstm_jax import jobs
@@ -45,6 +46,30 @@ def make(tmp: Path, name: str, data: str | bytes) -> str:
     path = tmp / name
     path.write_bytes(data.encode() if isinstance(data, str) else data)
     return str(path)
+
+
+def checkpoint(tmp: Path, name: str, preset: str, **changes) -> str:
+    """A converted checkpoint (``model.json`` + ``params/``) of a tiny randomly initialised ``preset``."""
+    import jax
+    import jax.numpy as jnp
+
+    from bioxlstm_jax import presets
+    from bioxlstm_jax.convert.checkpoint import save_converted
+    from bioxlstm_jax.nn import XLSTMLM
+
+    cfg = presets.get(preset, num_blocks=1, mlstm_num_heads=1, **changes)
+    params = XLSTMLM(cfg).init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+    save_converted(tmp / name, cfg, params)
+    return str(tmp / name)
+
+
+def cut_row_msa(tmp: Path) -> str:
+    """The BLAT MSA with its third row cut in the middle of a line (as a truncated copy)."""
+    lines = text(MSA).splitlines()
+    rows = [i for i, line in enumerate(lines) if line.startswith(">")]
+    row = rows[2] + 1
+    lines[row] = lines[row][: len(lines[row]) // 2]
+    return make(tmp, "cut.a3m", "\n".join(lines) + "\n")
 
 
 # (command, {config key: value or a function of tmp_path making the file}, expected message pattern)
@@ -124,6 +149,69 @@ CASES = {
                                      r"d\.txt:2: a domain needs at least 2 molecules joined by '\.', got 1"),
     "chem_icl/heldout": ("chem_icl", {"domains": lambda t: make(t, "d.txt", "CCO.CCN\nCO.CN\n"), "heldout": 2},
                          r"d\.txt: 2 domains; --config\.heldout must be in \[1, 1\]"),
+    # a checkpoint of another domain or direction, refused before anything runs
+    "prot_generate/dna_checkpoint": (
+        "prot_generate", {"ckpt": lambda t: checkpoint(t, "dna_ckpt", "dna_small", embedding_dim=32,
+                                                         bidirectional="sum"), "msa": str(MSA)},
+        r"--config\.ckpt=.*dna_ckpt: its model reads 12 token ids, the protein vocabulary has 38 \(a checkpoint of "
+        r"another domain\?\)"),
+    "prot_generate/bidirectional_checkpoint": (
+        "prot_generate", {"ckpt": lambda t: checkpoint(t, "mlm", "prot_small", embedding_dim=16,
+                                                         bidirectional="sum"), "msa": str(MSA)},
+        r"--config\.ckpt=.*mlm: this job needs a causal model .* this one has bidirectional='sum'"),
+    "prot_fitness/dna_checkpoint": (
+        "prot_fitness", {"ckpt": lambda t: checkpoint(t, "dna_ckpt", "dna_small", embedding_dim=32),
+                         "dms": str(DMS), "msa": str(MSA), "replicates": 1},
+        r"--config\.ckpt=.*dna_ckpt: its model reads 12 token ids, the protein vocabulary has 38"),
+    "dna_embed/protein_checkpoint": (
+        "dna_embed", {"ckpt": lambda t: checkpoint(t, "prot_ckpt", "prot_small", embedding_dim=16),
+                      "fasta": lambda t: make(t, "x.fa", ">a\nACGT\n")},
+        r"--config\.ckpt=.*prot_ckpt: its model reads 38 token ids, the DNA vocabulary has 12"),
+    # readers name the file and the line
+    "prot_fitness/cut_row": ("prot_fitness", {"ckpt": "/nonexistent", "dms": str(DMS), "msa": cut_row_msa},
+                             r"cut\.a3m:\d+: row '.*' has \d+ match columns \(upper-case residues and '-'\), the "
+                             r"query 286 \(a row cut short\?\)"),
+    "chem_generate/unparsable_reference": (
+        "chem_generate", {"ckpt": "/nonexistent", "reference": lambda t: make(t, "ref.smi", "C1CC\nCCO(\nc1cc\n")},
+        r"ref\.smi:1: RDKit cannot parse this reference SMILES \(3 of the 3 reference molecules do not parse\)"),
+    "chem_icl/bad_token": ("chem_icl", {"domains": lambda t: make(t, "d.txt", "CCO.CCN\nCCO.C!C.CN\nCO.CN\n")},
+                           r"d\.txt:2: molecule 2 of the domain: SMILES 'C!C': no token covers '!'"),
+    "dna_pretrain/bed_unknown_chromosome": (
+        "dna_pretrain", {"bed": lambda t: make(t, "x.bed", "chr2\t100\t2000\ttrain\nchrX\t100\t2000\tvalid\n")},
+        r"x\.bed:2: BED row on 'chrX': not a chromosome of the genome .*hg38_chr2"),
+    "dna_pretrain/bed_context": ("dna_pretrain", {"bed": lambda t: make(t, "x.bed", "chr2\t100\t2000\ttrain\n"),
+                                                  "context_length": 1000},
+                                 r"--config\.context_length=1000: with --config\.bed every row is stretched"),
+    # numbers checked where the config is read, never by numpy
+    "dna_finetune/max_length": (
+        "dna_finetune", {"train": lambda t: make(t, "train.csv", "sequence,label\nACGT,1\nACGA,0\n"),
+                         "test": lambda t: make(t, "test.csv", "sequence,label\nACGT,1\n"), "max_length": -5},
+        r"--config\.max_length=-5: expected an integer >= 1"),
+    "dna_finetune/valid_fraction": (
+        "dna_finetune", {"train": lambda t: make(t, "train.csv", "sequence,label\nACGT,1\nACGA,0\n"),
+                         "test": lambda t: make(t, "test.csv", "sequence,label\nACGT,1\n"), "valid_fraction": 0.0},
+        r"--config\.valid_fraction=0\.0: expected a value in \(0, 1\)"),
+    "dna_variants/window": ("dna_variants", {"ckpt": "/nonexistent", "genome": str(GENOME), "variants": "v.tsv",
+                                             "window": -4},
+                            r"--config\.window=-4: expected an integer >= 1"),
+    "dna_embed/batch_size": ("dna_embed", {"ckpt": "/nonexistent", "fasta": "x.fa", "batch_size": 0},
+                             r"--config\.batch_size=0: expected an integer >= 1"),
+    "prot_generate/num_samples": ("prot_generate", {"ckpt": "/nonexistent", "msa": str(MSA), "num_samples": 0},
+                                  r"--config\.num_samples=0: expected an integer >= 1"),
+    "prot_generate/n_context": ("prot_generate", {"ckpt": "/nonexistent", "msa": str(MSA), "n_context": -2},
+                                r"--config\.n_context=-2: expected an integer >= -1"),
+    "prot_fitness/max_context_tokens": ("prot_fitness", {"ckpt": "/nonexistent", "dms": str(DMS), "msa": str(MSA),
+                                                         "max_context_tokens": 0},
+                                        r"--config\.max_context_tokens=0: expected an integer >= 1"),
+    "proteingym/segment_length": ("proteingym", {"ckpt": "/nonexistent", "segment_length": -1},
+                                  r"--config\.segment_length=-1: expected an integer >= 1"),
+    "chem_generate/reference_size": ("chem_generate", {"ckpt": "/nonexistent", "reference_size": -1},
+                                     r"--config\.reference_size=-1: expected an integer >= 0"),
+    "chem_icl/n_rank": ("chem_icl", {"n_rank": 0}, r"--config\.n_rank=0: expected an integer >= 1"),
+    "dna_pretrain/mlm_probability": ("dna_pretrain", {"mlm_probability": 1.5},
+                                     r"--config\.mlm_probability=1\.5: expected a value in \(0, 1\)"),
+    "prot_pretrain/fim_mask_fraction": ("prot_pretrain", {"fim_mask_fraction": 0.0},
+                                        r"--config\.fim_mask_fraction=0\.0: expected a value in \(0, 1\]"),
     "dna_variants/label": (
         "dna_variants", {"ckpt": "/nonexistent", "genome": str(GENOME),
                          "variants": lambda t: make(t, "v.tsv", "chrom\tpos\tref\talt\tlabel\nchr2\t20000\tA\tG\t1\n"
@@ -169,3 +257,40 @@ def test_the_command_line_prints_one_line_and_debug_shows_the_traceback(tmp_path
     assert res.returncode == 1 and "Traceback" in res.stderr and res.stderr.rstrip().endswith(
         "ValueError: --config.temperature=-1.0: expected >= 0 (0 = greedy)")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_error_under_an_open_progress_bar_is_the_last_line(capsys):
+    """A progress bar open when a job fails is closed first: the error starts its own line, last."""
+    from tqdm.auto import tqdm
+
+    def job(config, workdir):
+        bar = tqdm(total=10, desc="work")
+        bar.update(3)
+        raise ValueError("x.txt:3: something expected")
+
+    assert execute(job, ml_collections.ConfigDict(), "unused") == 2
+    err = capsys.readouterr().err
+    assert err.endswith("\nerror: x.txt:3: something expected\n"), err[-200:]
+
+
+def test_a_checkpoint_loads_quietly(tmp_path):
+    """Loading a checkpoint read-only (a training workdir's, a converted one) prints no orbax warning
+    ("Given directory is read only", "read_only=True, setting save_interval_steps=0")."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    ckpt = checkpoint(tmp_path, "ckpt", "prot_small", embedding_dim=16)
+    workdir = tmp_path / "run"
+    params = jax.tree.map(lambda x: x + 0, __import__("bioxlstm_jax.convert.checkpoint",
+                                                      fromlist=["x"]).load_converted(ckpt)[1])
+    with ocp.CheckpointManager(workdir / "checkpoints", item_names=("state",)) as manager:
+        manager.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params})))
+        manager.wait_until_finished()
+    script = ("from bioxlstm_jax.convert.checkpoint import load_converted; "
+              "from bioxlstm_jax.training.checkpoints import read_params; "
+              f"load_converted({ckpt!r}); read_params({str(workdir)!r}); print('loaded')")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu",
+                                  PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])))
+    assert (res.returncode, res.stdout) == (0, "loaded\n"), res.stderr
+    assert "absl" not in res.stderr and "read only" not in res.stderr and "read_only" not in res.stderr, res.stderr
