@@ -29,7 +29,6 @@ from jax import lax
 from pallas_kernels.checks import check_mlstm_inputs, check_mlstm_state, check_resets
 
 __all__ = [
-    "chunkwise_path",
     "MLSTMState",
     "MLSTMSummary",
     "mlstm_summary",

@@ -340,9 +340,9 @@ def training_plan(config, task: Task, mesh: Mesh, state, example: dict, tokens_p
     """What a run planned, before its first step: parameters, tokens per step, XLA's buffer plan per
     device of the compiled step (None where the backend gives none), the remat policy and the mLSTM
     path (``task.model_config``'s ``remat`` as ``nn.resolve_remat`` resolves it for the micro-batch and
-    the mesh, ``kernel`` as ``ops.chunkwise_path`` resolves it)."""
-    from bioxlstm_jax import ops
+    the mesh, ``kernel`` as ``ops.mlstm.chunkwise_path`` resolves it)."""
     from bioxlstm_jax.nn import resolve_remat
+    from bioxlstm_jax.ops.mlstm import chunkwise_path
 
     plan = {"parameters": int(sum(np.size(x) for x in jax.tree.leaves(state.params))),
             "tokens_per_step": tokens_per_step, "devices": int(mesh.size),
@@ -367,7 +367,7 @@ def training_plan(config, task: Task, mesh: Mesh, state, example: dict, tokens_p
         elif cfg.form == "parallel":
             plan["mlstm"] = "parallel form (XLA)"
         else:
-            path, why = ops.chunkwise_path(cfg.kernel, cfg.dtype, cfg.mlstm_head_dim, cfg.mlstm_head_dim,
+            path, why = chunkwise_path(cfg.kernel, cfg.dtype, cfg.mlstm_head_dim, cfg.mlstm_head_dim,
                                            min(cfg.chunk_size, S))
             plan["mlstm"] = f"chunkwise, {'Pallas kernels' if path == 'pallas' else 'XLA'}" + (f" ({why})" if why else "")
     return plan

@@ -46,7 +46,7 @@ def run(workdir, *extra, devices=8):
 
 
 def losses(workdir):
-    return [(r["step"], r["train/loss"]) for r in read_metrics(Path(workdir) / "metrics.jsonl")]
+    return [(r["step"], r["train/loss"]) for r in read_metrics(Path(workdir) / "metrics.jsonl") if "train/loss" in r]
 
 
 def final_params(workdir):
