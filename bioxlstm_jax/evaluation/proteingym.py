@@ -131,16 +131,35 @@ def wild_type_from_mutants(rows: Sequence[dict], offset: int = 1, where: str = "
     return wt
 
 
+QUERY_MIN_IDENTITY = 0.95  # identity over the aligned columns above which the query is the wild type's protein
+
+
 def check_query(query: str, wild_type: str, offset: int, where: str) -> None:
-    """Raises ``ValueError`` unless ``query`` (the MSA's first row, its match columns from residue
-    ``offset`` on) is ``wild_type`` wherever it is not a gap: an MSA of another protein (or another
-    stretch of it) would give a Spearman that means nothing."""
+    """Checks that ``query`` (the MSA's first row, its match columns from residue ``offset`` on) is the
+    wild type's protein: an MSA of another protein (or another stretch of it) would give a Spearman
+    that means nothing. Identical wherever the query is not a gap: silent. Identity over the aligned
+    (non-gap) columns of at least ``QUERY_MIN_IDENTITY`` (a few residues differ, e.g. an official
+    ProteinGym MSA built on another UniProt version or construct of the protein): one warning naming
+    the differing residues; the wild type stays the reference sequence and the MSA the context, as
+    ProteinGym's scoring does. Below it: ``ValueError``."""
+    import warnings
+
+    aligned = sum(q not in "-." for q in query)
     diffs = [(i, q, w) for i, (q, w) in enumerate(zip(query.upper(), wild_type.upper())) if q not in "-." and q != w]
-    if diffs:
-        i, q, w = diffs[0]
-        raise ValueError(f"{where}: the first row (the query) is not the wild type: {len(diffs)} of {len(wild_type)} "
-                         f"residues differ (first: residue {offset + i} is {q!r} in the MSA, {w!r} in the wild type); "
-                         "expected the MSA of this assay's protein")
+    if not diffs:
+        return
+    identity = 1 - len(diffs) / max(aligned, 1)
+    listed = ", ".join(f"{w}{offset + i}{q}" for i, q, w in diffs[:10]) + (", ..." if len(diffs) > 10 else "")
+    if identity >= QUERY_MIN_IDENTITY:
+        warnings.warn(f"{where}: the first row (the query) differs from the wild type at {len(diffs)} of its {aligned} "
+                      f"aligned residues ({listed}: wild type, residue, MSA; identity {identity:.1%}); scoring "
+                      "against the wild type with this MSA as context", UserWarning, stacklevel=2)
+        return
+    i, q, w = diffs[0]
+    raise ValueError(f"{where}: the first row (the query) is not the wild type: {len(diffs)} of {len(wild_type)} "
+                     f"residues differ (first: residue {offset + i} is {q!r} in the MSA, {w!r} in the wild type; "
+                     f"identity {identity:.1%} over the {aligned} aligned residues, {QUERY_MIN_IDENTITY:.0%} needed); "
+                     "expected the MSA of this assay's protein")
 
 
 def match_columns(row: str) -> str:

@@ -92,3 +92,36 @@ def test_an_msa_of_the_whole_target_or_of_the_msa_region_gives_the_same_columns(
         pg.independent_site_scores(rows_w, wt, start=start_w, weights=weights_w).tolist()
     with pytest.raises(ValueError, match=r"whole\.a3m: the first row \(the query\) is not the wild type"):
         pg.prepare_msa(whole, target[:263], offset=24)
+
+
+def test_a_query_a_few_residues_off_the_wild_type_is_scored_with_a_warning(tmp_path):
+    """An official MSA whose query differs from the reference target at a few residues (another UniProt
+    version or construct of the protein) is the same protein: scored against the wild type, with one
+    warning naming the residues. Below 95 % identity over the aligned residues it is another protein and
+    refused. Fixtures: the first 50 rows of the real BLAT_ECOLX ColabFold MSA, query residues changed."""
+    import warnings
+
+    from bioxlstm_jax.data.formats import read_msa
+
+    path = asset_path("protein", "BLAT_ECOLX", "BLAT_ECOLX_ColabFold_2202_poet.a3m.gz")
+    rows = [r for _, r in read_msa(path)][:50]
+    wt = pg.match_columns(rows[0])
+
+    def msa_with_query(query, name):
+        out = tmp_path / name
+        out.write_text(f">query\n{query}\n" + "".join(f">s{i}\n{r}\n" for i, r in enumerate(rows[1:])))
+        return out
+
+    one_off = wt[:99] + ("A" if wt[99] != "A" else "G") + wt[100:]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        msa, start, weights = pg.prepare_msa(msa_with_query(one_off, "one_off.a3m"), wt)
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'one_off.a3m'}: the first row (the query) differs from the wild type at 1 of its 286 aligned "
+        f"residues ({wt[99]}100{one_off[99]}: wild type, residue, MSA; identity 99.7%); scoring against the wild "
+        "type with this MSA as context"]
+    assert start == 1 and len(msa) == 50 and weights.shape == (50,)
+    far = "".join(("A" if c != "A" else "G") if i % 16 == 0 else c for i, c in enumerate(wt))  # 18 of 286: 93.7 %
+    with pytest.raises(ValueError, match=r"far\.a3m: the first row \(the query\) is not the wild type: 18 of 286 "
+                                         r"residues differ .* identity 93\.7% over the 286 aligned residues, 95% needed"):
+        pg.prepare_msa(msa_with_query(far, "far.a3m"), wt)

@@ -122,7 +122,7 @@ CASES = {
                          "msa": lambda t: make(t, "other.a3m", "\n".join(
                              f">s{i}\n{'ACDEFGHIKLMNPQRSTVWY'[i % 20] * 286}" for i in range(3)) + "\n")},
         r"other\.a3m: the first row \(the query\) is not the wild type: \d+ of 286 residues differ \(first: residue 1 "
-        r"is 'A' in the MSA, 'M' in the wild type\)"),
+        r"is 'A' in the MSA, 'M' in the wild type; identity \d+\.\d% over the 286 aligned residues, 95% needed\)"),
     "prot_fitness/J_in_msa": (
         "prot_fitness", {"ckpt": "/nonexistent", "dms": str(DMS),
                          "msa": lambda t: make(t, "j.a3m", text(MSA).replace("\n", "J\n", 2).replace("J\n", "\n", 1))},
