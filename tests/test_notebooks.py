@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 EXPECTED = {  # text each notebook prints when it ran through
     "quickstart.ipynb": ["prot_xlstm_102m", "sampled ids"],
-    "prot_generation.ipynb": ["context proteins", "inpaint", "generated proteins: 4"],
+    "prot_generation.ipynb": ["context proteins", "inpaint", "generated proteins: 4", "1 families, 2 settings, 8 samples"],
     "variant_fitness.ipynb": ["effects (10, 20)", "mutants in the window: Spearman"],
     "chem_generation.ipynb": ["sampled 100 molecules", "validity", "in-context log-likelihood per token"],
     "dna_finetune.ipynb": ["pretrained: 1 blocks", "| mean |", "embedded 64 sequences", "scored 120 substitutions"],

@@ -138,7 +138,10 @@ def family_summary(samples: Sequence[dict], natural: Sequence[dict], best: int =
 
 def summarize_families(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
     """Over the families' ``family_summary`` rows, per column: the mean of the absolute values and the
-    half-width of its 95 % interval (1.96 x std / sqrt(families)), as the reference's table."""
+    half-width of its 95 % interval (1.96 x std / sqrt(families)), as the reference's table (``{}`` for
+    no rows)."""
+    if not rows:
+        return {}
     keys = [k for k in rows[0] if not k.startswith("n_")]
     out = {}
     for k in keys:

@@ -132,3 +132,32 @@ def test_proteingym_scores_the_four_blat_assays_with_the_baseline_and_resumes(wo
     assert (out / "summary.csv").read_text() == summary_before
     res = run_command(*[a for a in args if "replicates" not in a], "--config.replicates=2", ok=False)
     assert res.returncode == 2 and "scored with other settings (replicates is 1 there, 2 here)" in res.stderr
+
+
+def test_generation_eval_scores_samples_against_their_family_and_resumes(workdir, tmp_path):
+    """Two shipped held-out families x 1 context size x 2 settings x 3 samples: every sample and natural
+    protein scored, one summary row per family and setting, the table over families, the plot; a re-run
+    reads the finished families back instead of sampling again."""
+    out = tmp_path / "eval"
+    args = ("experiments.prot_generation_eval", f"--config.ckpt={workdir}", f"--workdir={out}",
+            "--config.n_contexts=(3,)", "--config.settings=1.0:10:1.0,0.8:10:0.9", "--config.num_samples=3",
+            "--config.batch_size=3", "--config.max_new_tokens=40", "--config.max_natural=4", "--config.progress=False")
+    res = run_command(*args)
+    assert "2 families, 2 settings, 12 samples" in res.stdout
+    rows = list(csv.DictReader(open(out / "samples.csv")))
+    assert len(rows) == 2 * 4 + 12 and {r["kind"] for r in rows} == {"natural", "sample"}
+    assert all(r["hmmer_evalue"] != "" and 0.0 <= float(r["min_hamming"]) <= 1.0 for r in rows
+               if r["kind"] == "natural")
+    # the 4-step model often writes special tokens: those samples are kept unscored, the summary has a row per
+    # family and setting with a scored sample
+    scored = {(r["family"], r["temperature"]) for r in rows if r["kind"] == "sample" and r["valid"] == "True"}
+    assert all(r["hmmer_score"] == "nan" for r in rows if r["kind"] == "sample" and r["valid"] == "False")
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["per_family"]) == len(scored) >= 1 and len(summary["over_families"]) == 2
+    table = next(t for t in summary["over_families"].values() if t)
+    assert 1 <= table["min_hamming_mean"]["families"] <= 2 and "hmmer_score_ks" in table
+    assert (out / "scores.png").stat().st_size > 10_000 and len(list((out / "families").iterdir())) == 2
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "families").iterdir()}
+    res = run_command(*args)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "families").iterdir()} == stamps
+    assert "2 families, 2 settings, 12 samples" in res.stdout
