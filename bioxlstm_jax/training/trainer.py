@@ -517,13 +517,18 @@ def _train(config, workdir: Path, task: Task, mesh: Mesh, optimizer, schedule, e
                                         abstract, state_sharding)
         state = ckpt.restore(start, abstract_sharded, data_iter)
     config_dict = json.loads(config.to_json())
-    logger = MetricLogger(workdir, start_step=start, enabled=primary)
     tokens_per_step = int(np.prod(np.shape(example["tokens"]))) * n_proc if "tokens" in example else 0
-    train_step = train_step.lower(state, global_batch(example, mesh)).compile()  # the plan's buffer sizes
+    try:  # compiled before the first step: the plan's buffer sizes (a model that cannot trace fails here)
+        train_step = train_step.lower(state, global_batch(example, mesh)).compile()
+    except BaseException:
+        _close(data_iter)
+        ckpt.close()
+        raise
     plan = training_plan(config, task, mesh, state, example, tokens_per_step, train_step)
-    logger.write_header(start, {"plan": plan})
     if primary:
         print("\n".join(format_plan(plan)), flush=True)
+    logger = MetricLogger(workdir, start_step=start, enabled=primary)
+    logger.write_header(start, {"plan": plan})
 
     def check_finite(state):
         bad = int(state.nonfinite_step)
