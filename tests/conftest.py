@@ -61,39 +61,59 @@ def _has_torch() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "xlstm", "fcd"))
 
 
+def _has_gpu_interpret() -> bool:
+    """Pallas's GPU interpret mode for Mosaic GPU kernels (jax >= 0.11)."""
+    return jax.__version_info__ >= (0, 11)
+
+
 @pytest.hookimpl(trylast=True)  # after `-m` has deselected what it deselects
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``torch`` (parity with the official PyTorch ``xlstm``, FCD) need PyTorch, which the test
     extra installs on Python 3.11 only (on 3.12+ PyPI's torch is a multi-GB CUDA build): there, without
     PyTorch, they are deselected, and the header and the summary say so. On 3.11 a missing PyTorch is an
-    error, never a skip."""
+    error, never a skip. Tests marked ``mosaic`` run the Mosaic GPU kernels in GPU interpret mode, which
+    jax < 0.11 lacks: there they are deselected, and the summary says so."""
+    deselected = {}
     needs = [item for item in items if item.get_closest_marker("torch")]
-    if not needs or _has_torch():
-        return
-    if sys.version_info < (3, 12):
-        raise pytest.UsageError(f"{len(needs)} selected tests need PyTorch, xlstm and fcd, which the test extra "
-                                "installs on Python 3.11: pip install torch==2.13.0 (CPU), then the test extra; "
-                                "or add -m 'not torch'")
-    config.hook.pytest_deselected(items=needs)
-    items[:] = [item for item in items if not item.get_closest_marker("torch")]
-    config._bioxlstm_torch_deselected = len(needs)
+    if needs and not _has_torch():
+        if sys.version_info < (3, 12):
+            raise pytest.UsageError(f"{len(needs)} selected tests need PyTorch, xlstm and fcd, which the test extra "
+                                    "installs on Python 3.11: pip install torch==2.13.0 (CPU), then the test extra; "
+                                    "or add -m 'not torch'")
+        deselected["torch"] = needs
+    needs = [item for item in items if item.get_closest_marker("mosaic")]
+    if needs and not _has_gpu_interpret():
+        deselected["mosaic"] = needs
+    for marker, gone in deselected.items():
+        config.hook.pytest_deselected(items=gone)
+        items[:] = [item for item in items if not item.get_closest_marker(marker)]
+    counts = {marker: len(gone) for marker, gone in deselected.items()}
+    config._bioxlstm_deselected = counts
     if hasattr(config, "workeroutput"):  # a pytest-xdist worker: tell the controller, which prints the summary
-        config.workeroutput["bioxlstm_torch_deselected"] = len(needs)
+        config.workeroutput["bioxlstm_deselected"] = counts
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     """pytest-xdist controller: every worker collects (and deselects) the same tests."""
-    n = getattr(node, "workeroutput", {}).get("bioxlstm_torch_deselected", 0)
-    node.config._bioxlstm_torch_deselected = max(n, getattr(node.config, "_bioxlstm_torch_deselected", 0))
+    counts = getattr(node, "workeroutput", {}).get("bioxlstm_deselected", {})
+    mine = getattr(node.config, "_bioxlstm_deselected", {})
+    node.config._bioxlstm_deselected = {m: max(n, mine.get(m, 0)) for m, n in {**mine, **counts}.items()}
+
+
+_WHY_DESELECTED = {
+    "torch": lambda: (f"no PyTorch on Python {sys.version_info.major}.{sys.version_info.minor} (the test extra "
+                      "installs it on 3.11 only; CI runs them in its Python 3.11 leg)"),
+    "mosaic": lambda: (f"jax {jax.__version__} has no GPU interpret mode for the Mosaic GPU kernels (jax >= 0.11; "
+                       "CI runs them in its Python 3.12 legs)"),
+}
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    n = getattr(config, "_bioxlstm_torch_deselected", 0)
-    if n:
-        terminalreporter.write_line(f"{n} tests marked `torch` deselected: no PyTorch on Python "
-                                    f"{sys.version_info.major}.{sys.version_info.minor} (the test extra installs it "
-                                    "on 3.11 only; CI runs them in its Python 3.11 leg)", yellow=True)
+    for marker, n in getattr(config, "_bioxlstm_deselected", {}).items():
+        if n:
+            terminalreporter.write_line(f"{n} tests marked `{marker}` deselected: {_WHY_DESELECTED[marker]()}",
+                                        yellow=True)
 
 
 def pytest_report_header(config):

@@ -56,8 +56,8 @@ class XLSTMConfig:
       form: mLSTM form for full sequences: ``"chunkwise"`` (linear memory, state in/out) or
         ``"parallel"`` (quadratic; the only form of ``bidirectional="native"``).
       chunk_size: chunk length of the chunkwise form.
-      kernel: the ``kernel`` of ``bioxlstm_jax.ops.mlstm_chunkwise`` (chunkwise form): ``"auto"`` (Pallas kernels on GPU, else XLA),
-        ``"pallas"`` or ``"xla"``.
+      kernel: the ``kernel`` of ``bioxlstm_jax.ops.mlstm_chunkwise`` (chunkwise form): ``"auto"`` (Pallas
+        kernels where proven on this GPU, else XLA), ``"pallas_mosaic"``, ``"pallas_triton"`` or ``"xla"``.
       eps: mLSTM normalizer epsilon.
       dtype: activation dtype; parameters and cell states are always float32.
       remat: what the backward pass recomputes (``bioxlstm_jax.nn.backbone`` module docstring):

@@ -43,7 +43,7 @@ __all__ = [
 _HIGHEST = lax.Precision.HIGHEST
 _einsum = functools.partial(jnp.einsum, precision=_HIGHEST)
 
-CHUNKWISE_KERNELS = ("auto", "pallas", "xla")
+CHUNKWISE_KERNELS = ("auto", "pallas_mosaic", "pallas_triton", "xla")
 
 
 class MLSTMState(NamedTuple):
@@ -374,13 +374,19 @@ def _mlstm_chunkwise_xla(q, k, v, i, f, resets, initial_state, *, chunk_size, ep
     return jnp.swapaxes(h[:, :S], 1, 2), MLSTMState(*last_state)
 
 
-# Where kernel="auto" takes the Pallas kernels: the GPUs (compute capabilities) and calls for which every
-# kernel, forward and backward, compiles with no more than a few hundred bytes spilled
-# (benchmarks/gpu_compile.py, CI's gpu_compile tier; docs/kernels.md): A100 (8.0) and H100 / H200 (9.0),
-# float32 / bfloat16 / float16 inputs, head dims up to 512, chunks of 16 to 1024 tokens (powers of two).
-KERNEL_GPUS = {"8.0": "A100", "9.0": "H100 / H200"}
+# Where kernel="auto" takes the Pallas kernels (docs/kernels.md, "Which path runs"). Triton: the GPUs
+# (compute capabilities) and calls for which every kernel, forward and backward, compiles with no more
+# than a few hundred bytes spilled (benchmarks/gpu_compile.py, CI's gpu_compile tier): A100 (8.0) and
+# H100 / H200 (9.0), float32 / bfloat16 / float16 inputs, head dims up to 512, chunks of 16 to 1024
+# tokens (powers of two).
+TRITON_GPUS = {"8.0": "A100", "9.0": "H100 / H200"}
 KERNEL_MAX_HEAD_DIM = 512
 KERNEL_MAX_CHUNK = 1024
+# Mosaic GPU: the GPUs on which its kernels are proven to compile and run. None yet: they are checked in
+# GPU interpret mode on CPU (tests/pallas_kernels), but XLA cannot compile Mosaic GPU kernels without a
+# GPU and no GPU has run them (docs/kernels.md, "Mosaic GPU"), so ``auto`` does not take them.
+MOSAIC_GPUS: dict[str, str] = {}
+MOSAIC_MIN_CHUNK = 64
 
 
 def _gpu_capability() -> str | None:
@@ -389,13 +395,13 @@ def _gpu_capability() -> str | None:
     return getattr(device, "compute_capability", None) if device.platform == "gpu" else None
 
 
-def _kernel_refusal(capability: str | None, dtype, dhqk: int, dhv: int, chunk_size: int) -> str | None:
-    """Why ``kernel="auto"`` takes XLA for this GPU and call, or None when it takes the Pallas kernels."""
+def _triton_refusal(capability: str | None, dtype, dhqk: int, dhv: int, chunk_size: int) -> str | None:
+    """Why ``kernel="auto"`` does not take the Triton kernels for this GPU and call, or None."""
     if capability is None:
         return "not on an NVIDIA GPU"
-    if capability not in KERNEL_GPUS:
+    if capability not in TRITON_GPUS:
         return (f"compute capability {capability}: the kernels are compiled and checked for "
-                f"{', '.join(f'{c} ({n})' for c, n in KERNEL_GPUS.items())} only")
+                f"{', '.join(f'{c} ({n})' for c, n in TRITON_GPUS.items())} only")
     if jnp.dtype(dtype) not in (jnp.float32, jnp.bfloat16, jnp.float16):
         return f"{jnp.dtype(dtype)} inputs (the kernels take float32, bfloat16, float16)"
     if max(dhqk, dhv) > KERNEL_MAX_HEAD_DIM:
@@ -405,15 +411,32 @@ def _kernel_refusal(capability: str | None, dtype, dhqk: int, dhv: int, chunk_si
     return None
 
 
+def _mosaic_refusal(capability: str | None, dtype, dhqk: int, dhv: int, chunk_size: int) -> str | None:
+    """Why ``kernel="auto"`` does not take the Mosaic GPU kernels for this GPU and call, or None."""
+    if capability not in MOSAIC_GPUS:
+        return f"compute capability {capability}: no GPU is proven for the Mosaic GPU kernels"
+    if jnp.dtype(dtype) not in (jnp.bfloat16, jnp.float16):
+        return f"{jnp.dtype(dtype)} inputs (the Mosaic GPU kernels take bfloat16, float16)"
+    if max(dhqk, dhv) > KERNEL_MAX_HEAD_DIM:
+        return f"head dims {dhqk} / {dhv} (the kernels are checked up to {KERNEL_MAX_HEAD_DIM})"
+    if chunk_size & (chunk_size - 1) or not MOSAIC_MIN_CHUNK <= chunk_size <= KERNEL_MAX_CHUNK:
+        return f"chunk_size {chunk_size} (the Mosaic GPU kernels take powers of two from 64 to {KERNEL_MAX_CHUNK})"
+    return None
+
+
 _FALLBACK_WARNED: set[str] = set()
 
 
 def chunkwise_path(kernel: str, dtype, dhqk: int, dhv: int, chunk_size: int) -> tuple[str, str | None]:
-    """What ``mlstm_chunkwise(kernel=...)`` runs for such a call on the default device: ``("pallas", None)``,
-    or ``("xla", why)`` (``why`` None when ``kernel="xla"`` asked for it)."""
+    """What ``mlstm_chunkwise(kernel=...)`` runs for such a call on the default device:
+    ``("pallas_mosaic" | "pallas_triton", None)``, or ``("xla", why)`` (``why`` None when
+    ``kernel="xla"`` asked for it). ``auto`` prefers Mosaic GPU, then Triton, then XLA."""
     if kernel == "auto":
-        refusal = _kernel_refusal(_gpu_capability(), dtype, dhqk, dhv, chunk_size)
-        return ("xla", refusal) if refusal else ("pallas", None)
+        capability = _gpu_capability()
+        if _mosaic_refusal(capability, dtype, dhqk, dhv, chunk_size) is None:
+            return "pallas_mosaic", None
+        refusal = _triton_refusal(capability, dtype, dhqk, dhv, chunk_size)
+        return ("xla", refusal) if refusal else ("pallas_triton", None)
     return kernel, None
 
 
@@ -446,10 +469,11 @@ def mlstm_chunkwise(
         there on equal a fresh run on that document (exactly for ``eps = 0``; states may differ in
         their stabilizer ``m`` but represent the same memory).
       eps: added to the normalizer.
-      kernel: ``"xla"`` (this implementation, the numerical reference), ``"pallas"`` (the kernels of
-        ``pallas_kernels.mlstm_chunkwise``; interpreted off GPU; errors propagate) or ``"auto"``: the
-        kernels on the GPUs and for the calls they are compiled and checked for (docs/kernels.md:
-        A100, H100 / H200; head dims up to 512; chunks of 16 to 1024), else XLA (off GPU silently, on
+      kernel: ``"xla"`` (this implementation, the numerical reference); ``"pallas_triton"`` or
+        ``"pallas_mosaic"`` (the kernels of ``pallas_kernels.mlstm_chunkwise`` on Pallas's Triton or
+        Mosaic GPU backend; interpreted off GPU; errors propagate); or ``"auto"``: the kernels on the
+        GPUs and for the calls they are proven for (docs/kernels.md: Triton on A100, H100 / H200, head
+        dims up to 512, chunks of 16 to 1024; Mosaic GPU on none yet), else XLA (off GPU silently, on
         another GPU or call with one warning per reason). The kernels' gradient treats the normalizer and max-state as constants (exact
         behind the per-head norm that always follows).
     Returns:
@@ -465,7 +489,7 @@ def mlstm_chunkwise(
     if initial_state is not None:
         check_mlstm_state(initial_state, B, NH, DHQK, DHV, "MLSTMState")
     path, refusal = chunkwise_path(kernel, q.dtype, DHQK, DHV, chunk_size)
-    use_kernel = path == "pallas"
+    use_kernel = path.startswith("pallas")
     if refusal is not None and _gpu_capability() is not None and refusal not in _FALLBACK_WARNED:
         _FALLBACK_WARNED.add(refusal)
         warnings.warn(f"mlstm_chunkwise: the Pallas kernels are not used for {refusal}; using the XLA "
@@ -474,7 +498,7 @@ def mlstm_chunkwise(
         from pallas_kernels import mlstm_chunkwise as kernel
 
         h, last = kernel(q, k, v, i, f, chunk_size=chunk_size, initial_state=initial_state,
-                         return_last_state=True, resets=resets, eps=eps)
+                         return_last_state=True, resets=resets, eps=eps, backend=path.removeprefix("pallas_"))
         last_state = MLSTMState(*last)
     else:
         h, last_state = _mlstm_chunkwise_xla(

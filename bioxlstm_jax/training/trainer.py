@@ -369,7 +369,8 @@ def training_plan(config, task: Task, mesh: Mesh, state, example: dict, tokens_p
         else:
             path, why = chunkwise_path(cfg.kernel, cfg.dtype, cfg.mlstm_head_dim, cfg.mlstm_head_dim,
                                            min(cfg.chunk_size, S))
-            plan["mlstm"] = f"chunkwise, {'Pallas kernels' if path == 'pallas' else 'XLA'}" + (f" ({why})" if why else "")
+            names = {"pallas_mosaic": "Pallas kernels (Mosaic GPU)", "pallas_triton": "Pallas kernels (Triton)"}
+            plan["mlstm"] = f"chunkwise, {names.get(path, 'XLA')}" + (f" ({why})" if why else "")
     return plan
 
 

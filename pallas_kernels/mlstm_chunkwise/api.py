@@ -18,47 +18,64 @@ from . import bwd, fwd
 from .heuristics import BlockSizes, next_power_of_2, padded_head_dim
 
 F32 = jnp.float32
+BACKENDS = ("triton", "mosaic")
+
+
+class _Triton:
+    chunk_states, chunk_outputs = staticmethod(fwd.chunk_states), staticmethod(fwd.chunk_outputs)
+    state_grads, input_grads = staticmethod(bwd.state_grads), staticmethod(bwd.input_grads)
+
+
+def _kernels(backend: str):
+    """The four kernel entry points of a backend (same arguments): the Triton kernels or Mosaic GPU's."""
+    if backend == "mosaic":
+        from . import mosaic
+
+        return mosaic
+    return _Triton
 
 def default_interpret() -> bool:
     """Interpret mode unless the default backend is a GPU (Pallas compiles only for GPU here)."""
     return jax.default_backend() != "gpu"
 
 
-def _core_fwd_impl(q, k, v, i, log_f, resets, C0, n0, m0, *, chunk_size, scale, eps, blocks, interpret):
+def _core_fwd_impl(q, k, v, i, log_f, resets, C0, n0, m0, *, chunk_size, scale, eps, blocks, interpret, backend):
+    kernels = _kernels(backend)
     gates = fwd.chunk_gates(i, log_f, resets, m0, chunk_size)
-    C, n = fwd.chunk_states(k, v, gates, C0, n0, chunk_size=chunk_size, scale=scale, blocks=blocks,
-                            interpret=interpret)
-    h, N, m_comb = fwd.chunk_outputs(q, k, v, gates, C, n, chunk_size=chunk_size, scale=scale, eps=eps,
-                                     blocks=blocks, interpret=interpret)
+    C, n = kernels.chunk_states(k, v, gates, C0, n0, chunk_size=chunk_size, scale=scale, blocks=blocks,
+                                interpret=interpret)
+    h, N, m_comb = kernels.chunk_outputs(q, k, v, gates, C, n, chunk_size=chunk_size, scale=scale, eps=eps,
+                                         blocks=blocks, interpret=interpret)
     return h, (C[:, -1], n[:, -1], gates.m[:, -1]), (N, m_comb)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11, 12, 13))
-def _core(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size, scale, eps, blocks, interpret):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11, 12, 13, 14))
+def _core(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size, scale, eps, blocks, interpret, backend):
     h, last, _ = _core_fwd_impl(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size=chunk_size, scale=scale, eps=eps,
-                                blocks=blocks, interpret=interpret)
+                                blocks=blocks, interpret=interpret, backend=backend)
     return h, last
 
 
-def _core_fwd(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size, scale, eps, blocks, interpret):
+def _core_fwd(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size, scale, eps, blocks, interpret, backend):
     h, last, (N, m_comb) = _core_fwd_impl(q, k, v, i, log_f, resets, C0, n0, m0, chunk_size=chunk_size, scale=scale,
-                                          eps=eps, blocks=blocks, interpret=interpret)
+                                          eps=eps, blocks=blocks, interpret=interpret, backend=backend)
     # The chunk states are recomputed in the backward pass (as TFLA does by default): they would be
     # (NC + 1) * DHQK * DHV floats per head, more than q, k and v together.
     return (h, last), (q, k, v, i, log_f, resets, C0, n0, m0, N, m_comb)
 
 
-def _core_bwd(chunk_size, scale, eps, blocks, interpret, residuals, cotangents):
+def _core_bwd(chunk_size, scale, eps, blocks, interpret, backend, residuals, cotangents):
     q, k, v, i, log_f, resets, C0, n0, m0, N, m_comb = residuals
     dh, (dC_last, _dn_last, _dm_last) = cotangents
+    kernels = _kernels(backend)
     kw = dict(chunk_size=chunk_size, blocks=blocks, interpret=interpret)
     gates = fwd.chunk_gates(i, log_f, resets, m0, chunk_size)
-    C, _ = fwd.chunk_states(k, v, gates, C0, n0, scale=scale, **kw)
+    C, _ = kernels.chunk_states(k, v, gates, C0, n0, scale=scale, **kw)
     qbar_log = gates.query_init - m_comb
     inv_N = 1.0 / (N + eps)
     dh = dh.astype(q.dtype)
-    dC = bwd.state_grads(q, dh, qbar_log, inv_N, gates, dC_last.astype(F32), **kw)
-    dq, dk, dv = bwd.input_grads(q, k, v, dh, gates, m_comb, qbar_log, inv_N, C, dC, scale=scale, **kw)
+    dC = kernels.state_grads(q, dh, qbar_log, inv_N, gates, dC_last.astype(F32), **kw)
+    dq, dk, dv = kernels.input_grads(q, k, v, dh, gates, m_comb, qbar_log, inv_N, C, dC, scale=scale, **kw)
 
     # Gate gradients (spec section 1.4): every (query, key) pair and every path through the initial
     # and last states depends on the log f's between its two ends. Row sums are q.dq, column sums k.dk;
@@ -78,33 +95,43 @@ def _core_bwd(chunk_size, scale, eps, blocks, interpret, residuals, cotangents):
 _core.defvjp(_core_fwd, _core_bwd)
 
 
-def _check(q, k, v, i, f):
+def _check(q, k, v, i, f, backend):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     dims = check_mlstm_inputs(q, k, v, i, f)
-    if q.dtype not in (jnp.float32, jnp.bfloat16, jnp.float16):
-        raise TypeError(f"mlstm_chunkwise kernels take float32, bfloat16 or float16 inputs, got {q.dtype}")
+    dtypes = (jnp.bfloat16, jnp.float16) if backend == "mosaic" else (jnp.float32, jnp.bfloat16, jnp.float16)
+    if q.dtype not in dtypes:
+        names = [jnp.dtype(d).name for d in dtypes]
+        raise TypeError(f"the {backend} mlstm_chunkwise kernels take {', '.join(names[:-1])} or {names[-1]} "
+                        f"inputs, got {q.dtype}" + (" (wgmma has no IEEE float32 mode)" if backend == "mosaic" else ""))
     if k.dtype != q.dtype or v.dtype != q.dtype:
         raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     return dims
 
 
 def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, return_last_state: bool = False,
-                    resets=None, eps: float = 1e-6, block_sizes: BlockSizes | None = None,
+                    resets=None, eps: float = 1e-6, backend: str = "triton", block_sizes: BlockSizes | None = None,
                     interpret: bool | None = None):
-    """Chunkwise mLSTM with Pallas kernels (Triton lowering on GPU), differentiable.
+    """Chunkwise mLSTM with Pallas kernels, differentiable.
 
     Args:
-      q, k: (B, NH, S, DHQK); v: (B, NH, S, DHV), float32, bfloat16 or float16 (one dtype);
-        i, f: (B, NH, S) gate pre-activations (any float dtype; gate math is float32).
-      chunk_size: a power of two >= 16. Sequences shorter than a chunk use one chunk of
-        ``max(16, next_power_of_2(S))``; otherwise S is padded to a multiple of the chunk with steps
-        that leave the state unchanged (``log f = 0, i = -inf``), so the last state is exact.
+      q, k: (B, NH, S, DHQK); v: (B, NH, S, DHV), one dtype: float32, bfloat16 or float16 (Triton);
+        bfloat16 or float16 (Mosaic GPU); i, f: (B, NH, S) gate pre-activations (any float dtype; gate
+        math is float32).
+      chunk_size: a power of two >= 16 (Triton) or >= 64 (Mosaic GPU). Sequences shorter than a chunk
+        use one chunk of ``max(16 or 64, next_power_of_2(S))``; otherwise S is padded to a multiple of
+        the chunk with steps that leave the state unchanged (``log f = 0, i = -inf``), so the last
+        state is exact.
       initial_state: ``(C (B,NH,DHQK,DHV), n (B,NH,DHQK), m (B,NH))`` (e.g. an ``MLSTMState``), or None.
       return_last_state: also return the state after the last token.
       resets: optional (B, S) bool, True where a packed document starts: nothing before it reaches it
         or anything after it (exactly, as the reference's log f = -inf; the kernels mask by document).
       eps: added to the normalizer.
-      block_sizes: tiling; ``BlockSizes.for_shape`` when None.
-      interpret: run the kernels in the Pallas interpreter; None = interpret unless on GPU.
+      backend: ``"triton"`` (Pallas's Triton lowering: A100 and newer) or ``"mosaic"`` (Pallas's Mosaic
+        GPU lowering, ``mosaic.py``: Hopper and newer, TMA and wgmma, 64 x 64 tiles).
+      block_sizes: tiling of the Triton kernels; ``BlockSizes.for_shape`` when None (not used by Mosaic).
+      interpret: run the kernels in the Pallas interpreter (Mosaic: GPU interpret mode with race
+        detection, jax >= 0.11); None = interpret unless on GPU.
     Returns:
       h: (B, NH, S, DHV) in q's dtype; with ``return_last_state``, ``(h, (C, n, m))`` float32.
 
@@ -115,16 +142,24 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
     exactly). Dots are float32 at ``HIGHEST`` precision for float32 inputs; 16-bit inputs use the
     native matmul with float32 accumulation and float32 gates and states.
     """
-    if not isinstance(chunk_size, int) or chunk_size < 16 or chunk_size & (chunk_size - 1):
-        raise ValueError(f"chunk_size must be a power of two >= 16 for the Pallas kernels, got {chunk_size!r}")
-    B, NH, S, DHQK, DHV = _check(q, k, v, i, f)
+    min_chunk = 64 if backend == "mosaic" else 16
+    if not isinstance(chunk_size, int) or chunk_size < min_chunk or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a power of two >= {min_chunk} for the {backend} kernels, "
+                         f"got {chunk_size!r}")
+    B, NH, S, DHQK, DHV = _check(q, k, v, i, f, backend)
     if interpret is None:
         interpret = default_interpret()
-    L = chunk_size if S >= chunk_size else max(16, next_power_of_2(S))
+    L = chunk_size if S >= chunk_size else max(min_chunk, next_power_of_2(S))
     NC = -(-S // L)
     Sp = NC * L
-    DK, DV = padded_head_dim(DHQK), padded_head_dim(DHV)
-    blocks = (block_sizes or BlockSizes.for_shape(L, DHQK, DHV, q.dtype)).clamped(L, DK, DV)
+    if backend == "mosaic":
+        from .mosaic import MOSAIC_TILE
+
+        DK, DV = (-(-d // MOSAIC_TILE) * MOSAIC_TILE for d in (DHQK, DHV))
+        blocks = None
+    else:
+        DK, DV = padded_head_dim(DHQK), padded_head_dim(DHV)
+        blocks = (block_sizes or BlockSizes.for_shape(L, DHQK, DHV, q.dtype)).clamped(L, DK, DV)
     BH = B * NH
 
     log_f = jax.nn.log_sigmoid(f.astype(F32))
@@ -151,7 +186,8 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
         n0 = jnp.pad(n0.astype(F32), ((0, 0), (0, 0), (0, DK - DHQK))).reshape(BH, DK)
         m0 = m0.astype(F32).reshape(BH)
 
-    h, (C, n, m) = _core(qp, kp, vp, gi, log_f, starts, C0, n0, m0, L, DHQK**-0.5, float(eps), blocks, bool(interpret))
+    h, (C, n, m) = _core(qp, kp, vp, gi, log_f, starts, C0, n0, m0, L, DHQK**-0.5, float(eps), blocks, bool(interpret),
+                         backend)
     h = h.reshape(B, NH, Sp, DV)[:, :, :S, :DHV]
     if not return_last_state:
         return h

@@ -1,0 +1,375 @@
+"""The chunkwise mLSTM kernels on Pallas's Mosaic GPU backend (Hopper and newer: TMA, wgmma).
+
+Same contract and math as the Triton kernels (``fwd.py``, ``bwd.py``; ``docs/ops.md``, "The math"), and
+the same four entry points with the same arguments, so ``api.py`` runs either: ``chunk_states``,
+``chunk_outputs``, ``state_grads``, ``input_grads``. Arrays arrive flattened and padded by ``api.py``:
+``q, k: (BH, S, DK)``, ``v: (BH, S, DV)``, with ``S = NC * L``, ``L`` a power of two >= 64 and head dims
+multiples of 64 (``MOSAIC_TILE``).
+
+Every kernel runs one warpgroup per program on 64 x 64 tiles: operands are copied to shared memory by
+TMA (tiled and 128-byte swizzled, as wgmma reads them), products run on wgmma with float32
+accumulators in registers, and the gate math is float32 in registers. Inputs are 16-bit (bfloat16,
+float16): wgmma has no IEEE float32 mode (float32 operands would run as TF32), so float32 calls stay
+on the Triton kernels or XLA.
+
+Where the Triton kernels cast a float32 product to the input dtype inside the kernel before a dot (the
+weighted keys ``kbar``, the weighted queries ``qbar``, ``dh / (N + eps)``, the states ``C`` and ``dC``),
+these kernels read the same cast made by XLA beforehand: the same numbers. The normalizer state ``n``
+(a vector per chunk) and the query-normalizer products ``q . n`` are computed by XLA in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import mosaic_gpu as plgpu
+
+from .fwd import MAX_FLOOR, Gates
+
+F32 = jnp.float32
+MOSAIC_TILE = 64  # rows and columns of every tile: one warpgroup's wgmma M, and 128 bytes of 16-bit K
+ROWS_PER_COPY = 128  # chunk rows per TMA copy in the state recurrences (shared memory does not grow with L)
+
+
+def interpret_params(interpret: bool):
+    """GPU interpret mode (CPU simulation of shared memory, threads, barriers and TMA) with race
+    detection that raises, or None to compile for the GPU."""
+    return plgpu.InterpretGPUParams(detect_races=True) if interpret else None
+
+
+def _smem(shape, dtype):
+    """Shared memory for a 16-bit wgmma operand: (8, 64) tiles, 128-byte swizzle."""
+    return plgpu.SMEM(shape, dtype, transforms=(plgpu.TilingTransform((8, MOSAIC_TILE)), plgpu.SwizzleTransform(128)))
+
+
+_ROW = plgpu.Layout.WGMMA.reduce(1)  # one value per row of a 64 x N accumulator tile
+_COL = plgpu.Layout.WGMMA.reduce(0)  # one value per column
+
+
+def _rows(x, shape):
+    return lax.broadcast_in_dim(x, shape, [0])
+
+
+def _cols(x, shape):
+    return lax.broadcast_in_dim(x, shape, [1])
+
+
+def _fetch(barriers, *copies):
+    """TMA copies ``(gmem_ref, smem_ref)``, one barrier each, then wait for all of them. The buffers may
+    have been read by this warpgroup's threads: a proxy fence and warpgroup barrier first
+    (``commit_smem``), so that no TMA overwrites what a thread has yet to read."""
+    plgpu.commit_smem()
+    for index, (src, dst) in enumerate(copies):
+        plgpu.copy_gmem_to_smem(src, dst, barriers.at[index])
+    for index in range(len(copies)):
+        plgpu.barrier_wait(barriers.at[index])
+
+
+def _zeros():
+    return plgpu.layout_cast(jnp.zeros((MOSAIC_TILE, MOSAIC_TILE), F32), plgpu.Layout.WGMMA)
+
+
+def _mma(acc, *pairs):
+    """``acc + sum(a @ b)`` over ``pairs`` on wgmma; ``a`` a register array or a shared-memory ref."""
+    def body(acc_ref):
+        for a, b in pairs:
+            plgpu.wgmma(acc_ref, a, b)
+    return pl.run_state(body)(plgpu.ACC.init(acc))
+
+
+def _store(value, smem, dst):
+    """``value`` to shared memory, then TMA to ``dst``; waits until the copy has read it."""
+    smem[...] = value.astype(smem.dtype)
+    plgpu.commit_smem()
+    plgpu.copy_smem_to_gmem(smem, dst)
+    plgpu.wait_smem_to_gmem(0)
+
+
+def _call(body, scratch, out_type, grid, interpret, name):
+    def entry(*refs):
+        pl.run_scoped(lambda *s: body(*refs, *s), *scratch)
+
+    entry.__name__ = entry.__qualname__ = name  # the kernel's name in profiles and compiler dumps
+    return plgpu.kernel(entry, out_type=out_type, grid=grid, grid_names=("bh", "x", "y"),
+                        compiler_params=plgpu.CompilerParams(), interpret=interpret_params(interpret))
+
+
+# --------------------------------------------------------------------------------------------------
+# The state recurrences: C (forward, over chunks) and dC (backward, reverse): grid (BH, DK/64, DV/64).
+
+
+def _recurrence_kernel(a_gm, b_gm, decay_gm, init_gm, out_gm, a_s, b_s, decay_s, st_s, bars, *, L, NC, reverse):
+    """``out[c]`` for every c: ``S_0 = init``, ``S_{c+1} = exp(decay_c) S_c + A_c^T B_c`` (or the same in
+    reverse from ``S_NC = init``), on one (64, 64) tile of the state."""
+    T, P = MOSAIC_TILE, a_s.shape[0]
+    h, x, y = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
+    cols_a, cols_b = pl.ds(x * T, T), pl.ds(y * T, T)
+    _fetch(bars, (decay_gm.at[h], decay_s), (init_gm.at[h, cols_a, cols_b], st_s))
+    acc = plgpu.load(st_s, layout=plgpu.Layout.WGMMA)
+
+    def chunk(r, acc):
+        c = NC - 1 - r if reverse else r
+        _store(acc, st_s, out_gm.at[h, c + 1 if reverse else c, cols_a, cols_b])
+        acc = acc * jnp.exp(decay_s[c])
+
+        def part(u, acc):
+            rows = pl.ds(c * L + u * P, P)
+            _fetch(bars, (a_gm.at[h, rows, cols_a], a_s), (b_gm.at[h, rows, cols_b], b_s))
+            return _mma(acc, *[(a_s.at[pl.ds(w * T, T)].T, b_s.at[pl.ds(w * T, T)]) for w in range(P // T)])
+
+        return lax.fori_loop(0, L // P, part, acc)
+
+    acc = lax.fori_loop(0, NC, chunk, acc)
+    _store(acc, st_s, out_gm.at[h, 0 if reverse else NC, cols_a, cols_b])
+
+
+def _recurrence(a, b, decay, init, *, chunk_size, reverse, interpret, name):
+    BH, S, DK = a.shape
+    DV = b.shape[-1]
+    L, NC = chunk_size, S // chunk_size
+    P = min(L, ROWS_PER_COPY)
+    kernel = functools.partial(_recurrence_kernel, L=L, NC=NC, reverse=reverse)
+    scratch = (_smem((P, MOSAIC_TILE), a.dtype), _smem((P, MOSAIC_TILE), b.dtype), plgpu.SMEM((NC,), F32),
+               plgpu.SMEM((MOSAIC_TILE, MOSAIC_TILE), F32), plgpu.Barrier(num_barriers=2))
+    out = jax.ShapeDtypeStruct((BH, NC + 1, DK, DV), F32)
+    return _call(kernel, scratch, out, (BH, DK // MOSAIC_TILE, DV // MOSAIC_TILE), interpret, name)(
+        a, b, decay, init)
+
+
+def _normalizer_states(k, gates: Gates, n0, scale, chunk_size):
+    """n entering every chunk and the last one, (BH, NC+1, DK) float32, in XLA: a linear recurrence over
+    chunks of per-chunk key sums (float32 keys, as the Triton kernel's)."""
+    BH, S, DK = k.shape
+    NC = S // chunk_size
+    kbar = k.astype(F32) * (scale * jnp.exp(gates.key_state))[..., None]
+    sums = kbar.reshape(BH, NC, chunk_size, DK).sum(axis=2)
+    decay = jnp.exp(gates.chunk_decay)
+
+    def combine(x, y):
+        return x[0] * y[0], y[0][..., None] * x[1] + y[1]
+
+    total, acc = lax.associative_scan(combine, (decay, sums), axis=1)
+    n_next = total[..., None] * n0[:, None, :] + acc
+    return jnp.concatenate([n0[:, None, :], n_next], axis=1)
+
+
+def chunk_states(k, v, gates: Gates, C0, n0, *, chunk_size, scale, blocks=None, interpret):
+    """States entering every chunk and the last one: C (BH, NC+1, DK, DV), n (BH, NC+1, DK), float32."""
+    del blocks  # the tiles are fixed (MOSAIC_TILE)
+    kbar = (k.astype(F32) * (scale * jnp.exp(gates.key_state))[..., None]).astype(k.dtype)
+    C = _recurrence(kbar, v, gates.chunk_decay, C0, chunk_size=chunk_size, reverse=False, interpret=interpret,
+                    name="mlstm_chunk_states_mosaic")
+    return C, _normalizer_states(k, gates, n0, scale, chunk_size)
+
+
+def state_grads(q, dh, qbar_log, inv_N, gates: Gates, dC_last, *, chunk_size, blocks=None, interpret):
+    """Gradients of the states entering every chunk and of the last one: (BH, NC+1, DK, DV) float32."""
+    del blocks
+    qbar = (q.astype(F32) * jnp.exp(qbar_log)[..., None]).astype(q.dtype)
+    dhs = (dh.astype(F32) * inv_N[..., None]).astype(q.dtype)
+    return _recurrence(qbar, dhs, gates.chunk_decay, dC_last, chunk_size=chunk_size, reverse=True,
+                       interpret=interpret, name="mlstm_chunk_state_grads_mosaic")
+
+
+# --------------------------------------------------------------------------------------------------
+# Intra-chunk kernels: grid (BH, chunk tiles NC * L/64, head-dim tiles); every loop step copies one
+# 64-row tile of the other side of the chunk.
+
+
+def _decay(row_vec, col_vec, row_seg, col_seg, row_start, col_start, *, query_rows):
+    """(64, 64) log decay ``b_t + key_gate_s`` where key ``s`` reaches query ``t`` (``s <= t``, one
+    document), else -inf; queries on the rows (``query_rows``) or on the columns."""
+    shape = (MOSAIC_TILE, MOSAIC_TILE)
+    r = row_start + plgpu.broadcasted_iota(jnp.int32, shape, 0, layout=plgpu.Layout.WGMMA)
+    c = col_start + plgpu.broadcasted_iota(jnp.int32, shape, 1, layout=plgpu.Layout.WGMMA)
+    causal = r >= c if query_rows else c >= r
+    visible = causal & (_rows(row_seg, shape) == _cols(col_seg, shape))
+    return jnp.where(visible, _rows(row_vec, shape) + _cols(col_vec, shape), -jnp.inf)
+
+
+def _tiles(ref, n):
+    """The n column tiles (64 wide) of a shared-memory ref."""
+    return [ref.at[:, pl.ds(a * MOSAIC_TILE, MOSAIC_TILE)] for a in range(n)]
+
+
+def _outputs_kernel(q_gm, k_gm, v_gm, C_gm, qv_gm, kv_gm, h_gm, N_gm, m_gm,
+                    q_s, C_s, k_s, v_s, qv_s, kv_s, h_s, vec_s, bars, *, L, scale, eps):
+    T = MOSAIC_TILE
+    nq = L // T
+    n_dk = q_s.shape[1] // T
+    h, x, e = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
+    c, t = lax.div(x, nq), lax.rem(x, nq)
+    q_rows, dv = pl.ds(x * T, T), pl.ds(e * T, T)
+    _fetch(bars, (q_gm.at[h, q_rows], q_s), (C_gm.at[h, c, :, dv], C_s), (qv_gm.at[h, :, q_rows], qv_s))
+    b_q, seg_q, query_init, qn = (plgpu.load(qv_s.at[g], layout=_ROW) for g in range(4))
+    q_tiles = _tiles(q_s, n_dk)
+
+    # The entering state's log weight starts the running max (its terms then need no rescaling).
+    m = jnp.maximum(query_init, MAX_FLOOR)
+    inter_w = jnp.exp(query_init - m)  # 1, or 0 after a document start in this chunk
+    num = _mma(_zeros(), *[(q_tiles[a], C_s.at[pl.ds(a * T, T)]) for a in range(n_dk)])
+    num = _rows(inter_w, num.shape) * num
+    den = inter_w * qn
+
+    def body(j, carry):
+        num, den, m = carry
+        k_rows = pl.ds(c * L + j * T, T)
+        _fetch(bars, (k_gm.at[h, k_rows], k_s), (v_gm.at[h, k_rows, dv], v_s), (kv_gm.at[h, :, k_rows], kv_s))
+        scores = _mma(_zeros(), *[(qa, ka.T) for qa, ka in zip(q_tiles, _tiles(k_s, n_dk))]) * scale
+        key_gate, seg_k = (plgpu.load(kv_s.at[g], layout=_COL) for g in range(2))
+        log_d = _decay(b_q, key_gate, seg_q, seg_k, t * T, j * T, query_rows=True)
+        m_new = jnp.maximum(m, jnp.max(log_d, axis=1))
+        alpha = jnp.exp(m - m_new)
+        p = scores * jnp.exp(log_d - _rows(m_new, log_d.shape))
+        num = _mma(_rows(alpha, num.shape) * num, (p.astype(v_s.dtype), v_s))
+        return num, alpha * den + jnp.sum(p, axis=1), m_new
+
+    num, den, m = lax.fori_loop(0, t + 1, body, (num, den, m))
+    N = jnp.maximum(jnp.abs(den), jnp.exp(-m))
+    _store(num / _rows(N + eps, num.shape), h_s, h_gm.at[h, q_rows, dv])
+
+    @pl.when(e == 0)
+    def _():
+        _store(N, vec_s, N_gm.at[h, q_rows])
+        _store(m, vec_s, m_gm.at[h, q_rows])
+
+
+def chunk_outputs(q, k, v, gates: Gates, C, n, *, chunk_size, scale, eps, blocks=None, interpret):
+    """H (BH, S, DV) in q's dtype, and the saved normalizer N and max m^comb (BH, S) float32."""
+    del blocks
+    BH, S, DK = q.shape
+    DV = v.shape[-1]
+    L, NC, T = chunk_size, S // chunk_size, MOSAIC_TILE
+    qn = jnp.einsum("bcld,bcd->bcl", q.astype(F32).reshape(BH, NC, L, DK), n[:, :NC],
+                    precision=lax.Precision.HIGHEST).reshape(BH, S)
+    qv = jnp.stack([gates.b, gates.segment, gates.query_init, qn], axis=1)  # (BH, 4, S)
+    kv = jnp.stack([gates.key_gate, gates.segment], axis=1)
+    kernel = functools.partial(_outputs_kernel, L=L, scale=scale, eps=eps)
+    scratch = (_smem((T, DK), q.dtype), _smem((DK, T), q.dtype), _smem((T, DK), q.dtype), _smem((T, T), q.dtype),
+               plgpu.SMEM((4, T), F32), plgpu.SMEM((2, T), F32), _smem((T, T), q.dtype), plgpu.SMEM((T,), F32),
+               plgpu.Barrier(num_barriers=3))
+    out = (jax.ShapeDtypeStruct((BH, S, DV), q.dtype), jax.ShapeDtypeStruct((BH, S), F32),
+           jax.ShapeDtypeStruct((BH, S), F32))
+    return _call(kernel, scratch, out, (BH, S // T, DV // T), interpret, "mlstm_chunk_outputs_mosaic")(
+        q, k, v, C.astype(q.dtype), qv, kv)
+
+
+def _dq_kernel(dhs_gm, C_gm, k_gm, v_gm, qv_gm, kv_gm, dq_gm, dhs_s, C_s, k_s, v_s, qv_s, kv_s, out_s, bars, *,
+               L, scale):
+    """dQ of a (64 queries, 64 DK columns) tile."""
+    T = MOSAIC_TILE
+    nq = L // T
+    n_dv = dhs_s.shape[1] // T
+    h, x, a = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
+    c, t = lax.div(x, nq), lax.rem(x, nq)
+    q_rows, dk = pl.ds(x * T, T), pl.ds(a * T, T)
+    _fetch(bars, (dhs_gm.at[h, q_rows], dhs_s), (C_gm.at[h, c, dk], C_s), (qv_gm.at[h, :, q_rows], qv_s))
+    b_q, seg_q, m_comb, qbar_w = (plgpu.load(qv_s.at[g], layout=_ROW) for g in range(4))
+    dh_tiles = _tiles(dhs_s, n_dv)
+    dq = _mma(_zeros(), *[(dha, Ce.T) for dha, Ce in zip(dh_tiles, _tiles(C_s, n_dv))])
+    dq = _rows(qbar_w, dq.shape) * dq
+
+    def body(j, dq):
+        k_rows = pl.ds(c * L + j * T, T)
+        _fetch(bars, (k_gm.at[h, k_rows, dk], k_s), (v_gm.at[h, k_rows], v_s), (kv_gm.at[h, :, k_rows], kv_s))
+        key_gate, seg_k = (plgpu.load(kv_s.at[g], layout=_COL) for g in range(2))
+        ds = _mma(_zeros(), *[(dha, ve.T) for dha, ve in zip(dh_tiles, _tiles(v_s, n_dv))])
+        log_d = _decay(b_q, key_gate, seg_q, seg_k, t * T, j * T, query_rows=True)
+        ds = ds * (scale * jnp.exp(log_d - _rows(m_comb, log_d.shape)))
+        return _mma(dq, (ds.astype(k_s.dtype), k_s))
+
+    _store(lax.fori_loop(0, t + 1, body, dq), out_s, dq_gm.at[h, q_rows, dk])
+
+
+def _dk_kernel(v_gm, dC_gm, dhs_gm, q_gm, kv_gm, qv_gm, dk_gm, v_s, dC_s, dhs_s, q_s, kv_s, qv_s, out_s, bars, *,
+               L, scale):
+    """dK of a (64 keys, 64 DK columns) tile: dS^T computed directly (keys on the rows)."""
+    T = MOSAIC_TILE
+    nk = L // T
+    n_dv = v_s.shape[1] // T
+    h, x, a = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
+    c, j = lax.div(x, nk), lax.rem(x, nk)
+    k_rows, dk = pl.ds(x * T, T), pl.ds(a * T, T)
+    _fetch(bars, (v_gm.at[h, k_rows], v_s), (dC_gm.at[h, c + 1, dk], dC_s), (kv_gm.at[h, :, k_rows], kv_s))
+    key_gate, seg_k, key_state = (plgpu.load(kv_s.at[g], layout=_ROW) for g in range(3))
+    v_tiles = _tiles(v_s, n_dv)
+    dk_ = _mma(_zeros(), *[(ve, dCe.T) for ve, dCe in zip(v_tiles, _tiles(dC_s, n_dv))])
+    dk_ = _rows(scale * jnp.exp(key_state), dk_.shape) * dk_  # gradient through the next state
+
+    def body(t, dk_):
+        q_rows = pl.ds(c * L + t * T, T)
+        _fetch(bars, (dhs_gm.at[h, q_rows], dhs_s), (q_gm.at[h, q_rows, dk], q_s), (qv_gm.at[h, :, q_rows], qv_s))
+        b_q, seg_q, m_comb = (plgpu.load(qv_s.at[g], layout=_COL) for g in range(3))
+        ds_t = _mma(_zeros(), *[(ve, dhe.T) for ve, dhe in zip(v_tiles, _tiles(dhs_s, n_dv))])
+        log_d = _decay(key_gate, b_q, seg_k, seg_q, j * T, t * T, query_rows=False)
+        ds_t = ds_t * (scale * jnp.exp(log_d - _cols(m_comb, log_d.shape)))
+        return _mma(dk_, (ds_t.astype(q_s.dtype), q_s))
+
+    _store(lax.fori_loop(j, nk, body, dk_), out_s, dk_gm.at[h, k_rows, dk])
+
+
+def _dv_kernel(k_gm, dC_gm, q_gm, dhs_gm, kv_gm, qv_gm, dv_gm, k_s, dC_s, q_s, dhs_s, kv_s, qv_s, out_s, bars, *,
+               L, scale):
+    """dV of a (64 keys, 64 DV columns) tile: P^T computed directly (keys on the rows)."""
+    T = MOSAIC_TILE
+    nk = L // T
+    n_dk = k_s.shape[1] // T
+    h, x, e = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
+    c, j = lax.div(x, nk), lax.rem(x, nk)
+    k_rows, dv = pl.ds(x * T, T), pl.ds(e * T, T)
+    _fetch(bars, (k_gm.at[h, k_rows], k_s), (dC_gm.at[h, c + 1, :, dv], dC_s), (kv_gm.at[h, :, k_rows], kv_s))
+    key_gate, seg_k, key_state = (plgpu.load(kv_s.at[g], layout=_ROW) for g in range(3))
+    k_tiles = _tiles(k_s, n_dk)
+    dv_ = _mma(_zeros(), *[(ka, dC_s.at[pl.ds(i * T, T)]) for i, ka in enumerate(k_tiles)])
+    dv_ = _rows(scale * jnp.exp(key_state), dv_.shape) * dv_  # gradient through the next state
+
+    def body(t, dv_):
+        q_rows = pl.ds(c * L + t * T, T)
+        _fetch(bars, (q_gm.at[h, q_rows], q_s), (dhs_gm.at[h, q_rows, dv], dhs_s), (qv_gm.at[h, :, q_rows], qv_s))
+        b_q, seg_q, m_comb = (plgpu.load(qv_s.at[g], layout=_COL) for g in range(3))
+        p_t = _mma(_zeros(), *[(ka, qa.T) for ka, qa in zip(k_tiles, _tiles(q_s, n_dk))])
+        log_d = _decay(key_gate, b_q, seg_k, seg_q, j * T, t * T, query_rows=False)
+        p_t = p_t * (scale * jnp.exp(log_d - _cols(m_comb, log_d.shape)))
+        return _mma(dv_, (p_t.astype(dhs_s.dtype), dhs_s))
+
+    _store(lax.fori_loop(j, nk, body, dv_), out_s, dv_gm.at[h, k_rows, dv])
+
+
+def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, chunk_size, scale, blocks=None,
+                interpret):
+    """dq, dk (BH, S, DK) and dv (BH, S, DV), float32.
+
+    ``C``: states entering each chunk (BH, NC+1, DK, DV); ``dC``: their gradients.
+    """
+    del blocks
+    BH, S, DK = q.shape
+    DV = v.shape[-1]
+    L, T, mm = chunk_size, MOSAIC_TILE, q.dtype
+    dhs = (dh.astype(F32) * inv_N[..., None]).astype(mm)
+    Cm, dCm = C.astype(mm), dC.astype(mm)
+    qv_dq = jnp.stack([gates.b, gates.segment, m_comb, jnp.exp(qbar_log)], axis=1)
+    kv_dq = jnp.stack([gates.key_gate, gates.segment], axis=1)
+    kv = jnp.stack([gates.key_gate, gates.segment, gates.key_state], axis=1)
+    qv = jnp.stack([gates.b, gates.segment, m_comb], axis=1)
+    tile, vec = (lambda shape: _smem(shape, mm)), (lambda n: plgpu.SMEM((n, T), F32))
+    out_tile = plgpu.SMEM((T, T), F32)
+    bars = plgpu.Barrier(num_barriers=3)
+    grid_k, grid_v = (BH, S // T, DK // T), (BH, S // T, DV // T)
+
+    dq = _call(functools.partial(_dq_kernel, L=L, scale=scale),
+               (tile((T, DV)), tile((T, DV)), tile((T, T)), tile((T, DV)), vec(4), vec(2), out_tile, bars),
+               jax.ShapeDtypeStruct((BH, S, DK), F32), grid_k, interpret, "mlstm_chunk_dq_mosaic")(
+        dhs, Cm, k, v, qv_dq, kv_dq)
+    dk = _call(functools.partial(_dk_kernel, L=L, scale=scale),
+               (tile((T, DV)), tile((T, DV)), tile((T, DV)), tile((T, T)), vec(3), vec(3), out_tile, bars),
+               jax.ShapeDtypeStruct((BH, S, DK), F32), grid_k, interpret, "mlstm_chunk_dk_mosaic")(
+        v, dCm, dhs, q, kv, qv)
+    dv = _call(functools.partial(_dv_kernel, L=L, scale=scale),
+               (tile((T, DK)), tile((DK, T)), tile((T, DK)), tile((T, T)), vec(3), vec(3), out_tile, bars),
+               jax.ShapeDtypeStruct((BH, S, DV), F32), grid_v, interpret, "mlstm_chunk_dv_mosaic")(
+        k, dCm, q, dhs, kv, qv)
+    return dq, dk, dv
