@@ -87,9 +87,12 @@ def _core_bwd(chunk_size, scale, eps, blocks, interpret, backend, residuals, cot
     kdk = jnp.sum(k.astype(F32) * dk, axis=-1)
     into_last = jnp.sum(dC_last.astype(F32) * C[:, -1], axis=(-2, -1))
     d_log_f = jnp.where(resets > 0, 0.0, fwd._reverse_cumsum(qdq - kdk) + into_last[:, None])
+    # The outputs depend on the entering state through its true value exp(m0) * C0 (the normalizer
+    # aside): at fixed C0, d/dm0 = <dC0, C0>. Code that builds the entering state from a stabilizer it
+    # chooses (the context split's summaries) needs this term to see its choice of m cancel.
+    dm0 = jnp.sum(dC[:, 0] * C0, axis=(-2, -1))
     return (dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), kdk.astype(i.dtype),
-            d_log_f.astype(log_f.dtype), jnp.zeros_like(resets), dC[:, 0], jnp.zeros_like(n0),
-            jnp.zeros_like(m0))
+            d_log_f.astype(log_f.dtype), jnp.zeros_like(resets), dC[:, 0], jnp.zeros_like(n0), dm0)
 
 
 _core.defvjp(_core_fwd, _core_bwd)
@@ -137,9 +140,10 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
 
     Gradients: ``jax.custom_vjp`` whose backward treats the normalizer and the max-state as constants
     (TFLA's convention): exact for any loss of the per-head-normalized output, which is how the models
-    use it. The gradient w.r.t. the initial ``n`` and ``m`` is zero, and cotangents of the last ``n``
-    and ``m`` are ignored, consistently with that convention (state passing between calls composes
-    exactly). Dots are float32 at ``HIGHEST`` precision for float32 inputs; 16-bit inputs use the
+    use it. The gradient w.r.t. the initial ``n`` is zero, w.r.t. the initial ``m`` it is ``<dC0, C0>``
+    (the outputs see the true state ``exp(m0) C0``), and cotangents of the last ``n`` and ``m`` are
+    ignored, consistently with that convention (state passing between calls, and the context split's
+    entering states, compose exactly). Dots are float32 at ``HIGHEST`` precision for float32 inputs; 16-bit inputs use the
     native matmul with float32 accumulation and float32 gates and states.
     """
     min_chunk = 64 if backend == "mosaic" else 16
