@@ -202,7 +202,7 @@ def _outputs_kernel(q_gm, k_gm, v_gm, C_gm, qv_gm, kv_gm, h_gm, N_gm, m_gm,
     nq = L // T
     n_dk = q_s.shape[1] // T
     h, x, e = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
-    c, t = lax.div(x, nq), lax.rem(x, nq)
+    c, t = lax.div(x, jnp.int32(nq)), lax.rem(x, jnp.int32(nq))
     q_rows, dv = pl.ds(x * T, T), pl.ds(e * T, T)
     _fetch(bars, (q_gm.at[h, q_rows], q_s), (C_gm.at[h, c, :, dv], C_s), (qv_gm.at[h, :, q_rows], qv_s))
     b_q, seg_q, query_init, qn = (plgpu.load(qv_s.at[g], layout=_ROW) for g in range(4))
@@ -265,7 +265,7 @@ def _dq_kernel(dhs_gm, C_gm, k_gm, v_gm, qv_gm, kv_gm, dq_gm, dhs_s, C_s, k_s, v
     nq = L // T
     n_dv = dhs_s.shape[1] // T
     h, x, a = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
-    c, t = lax.div(x, nq), lax.rem(x, nq)
+    c, t = lax.div(x, jnp.int32(nq)), lax.rem(x, jnp.int32(nq))
     q_rows, dk = pl.ds(x * T, T), pl.ds(a * T, T)
     _fetch(bars, (dhs_gm.at[h, q_rows], dhs_s), (C_gm.at[h, c, dk], C_s), (qv_gm.at[h, :, q_rows], qv_s))
     b_q, seg_q, m_comb, qbar_w = (plgpu.load(qv_s.at[g], layout=_ROW) for g in range(4))
@@ -292,7 +292,7 @@ def _dk_kernel(v_gm, dC_gm, dhs_gm, q_gm, kv_gm, qv_gm, dk_gm, v_s, dC_s, dhs_s,
     nk = L // T
     n_dv = v_s.shape[1] // T
     h, x, a = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
-    c, j = lax.div(x, nk), lax.rem(x, nk)
+    c, j = lax.div(x, jnp.int32(nk)), lax.rem(x, jnp.int32(nk))
     k_rows, dk = pl.ds(x * T, T), pl.ds(a * T, T)
     _fetch(bars, (v_gm.at[h, k_rows], v_s), (dC_gm.at[h, c + 1, dk], dC_s), (kv_gm.at[h, :, k_rows], kv_s))
     key_gate, seg_k, key_state = (plgpu.load(kv_s.at[g], layout=_ROW) for g in range(3))
@@ -319,7 +319,7 @@ def _dv_kernel(k_gm, dC_gm, q_gm, dhs_gm, kv_gm, qv_gm, dv_gm, k_s, dC_s, q_s, d
     nk = L // T
     n_dk = k_s.shape[1] // T
     h, x, e = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
-    c, j = lax.div(x, nk), lax.rem(x, nk)
+    c, j = lax.div(x, jnp.int32(nk)), lax.rem(x, jnp.int32(nk))
     k_rows, dv = pl.ds(x * T, T), pl.ds(e * T, T)
     _fetch(bars, (k_gm.at[h, k_rows], k_s), (dC_gm.at[h, c + 1, :, dv], dC_s), (kv_gm.at[h, :, k_rows], kv_s))
     key_gate, seg_k, key_state = (plgpu.load(kv_s.at[g], layout=_ROW) for g in range(3))
