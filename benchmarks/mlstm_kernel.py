@@ -1,4 +1,5 @@
-"""Chunkwise mLSTM kernel benchmark: ours (Pallas, XLA) next to TFLA and cuDNN flash attention.
+"""Chunkwise mLSTM kernel benchmark: ours (Pallas Mosaic GPU and Triton, XLA) next to TFLA,
+jax-linear-attention and cuDNN flash attention.
 
 Usage::
 
@@ -9,9 +10,12 @@ Usage::
 The configuration is TFLA's "constant tokens" sweep: 65,536 tokens per step (``B = tokens / S``) for S
 from 2k to 64k, NH = 16, DHQK = 128, DHV = 256, bf16 inputs. Implementations (each in its own
 subprocess, so one's memory never crowds another's):
-* ``pallas``: ``pallas_kernels.mlstm_chunkwise`` compiled by Triton (interpreted off GPU: not timed);
+* ``pallas_mosaic``, ``pallas_triton``: ``bioxlstm_jax.ops.mlstm_chunkwise(kernel=...)``, the Pallas
+  kernels compiled by Mosaic GPU (Hopper) or Triton (interpreted off GPU: not timed);
 * ``xla``: ``bioxlstm_jax.ops.mlstm_chunkwise(kernel="xla")``;
 * ``tfla``: NX-AI ``mlstm_kernels`` ``chunkwise--triton_xl_chunk`` through PyTorch on the same GPU;
+* ``jla``: jax-linear-attention 0.1.0's Mosaic GPU mLSTM (``jla.ops.mosaic_gpu.mlstm``; Hopper; its
+  chunk is fixed at 64; inputs (B, S, NH, D), log forget gates);
 * ``cudnn``: ``jax.nn.dot_product_attention(implementation="cudnn")``, causal, same tokens, with
   NH = 32 heads of 128 (the same model width as TFLA's attention baseline).
 fw = forward only; fwbw = forward + backward of ``sum(h * dh)`` with a fixed random ``dh``. Median of
@@ -37,6 +41,7 @@ import ml_collections
 from common import cli, device_info, device_name, run_worker, versions
 from ml_collections.config_dict import placeholder
 
+IMPLS = ("pallas_mosaic", "pallas_triton", "xla", "tfla", "jla", "cudnn")
 ATTENTION_HEADS = (32, 128)  # heads, head dim of the attention baseline (TFLA's: model width 4096)
 
 
@@ -92,8 +97,15 @@ def _worker_jax(impl, S, a):
         v, dh = (jax.random.normal(kk, (B, a.heads, S, a.dhv), dtype) for kk in keys[2:4])
         i = jax.random.normal(keys[4], (B, a.heads, S), jnp.float32)
         f = jax.random.normal(keys[5], (B, a.heads, S), jnp.float32) + 3.0
-        kernel = "pallas" if impl == "pallas" else "xla"
-        fw = lambda q, k, v, i, f: ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=a.chunk, kernel=kernel)  # noqa: E731
+        if impl == "jla":
+            from jla.ops.mosaic_gpu.mlstm import mlstm as jla_mlstm
+
+            def fw(q, k, v, i, f):
+                h, _ = jla_mlstm(*(jnp.swapaxes(x, 1, 2) for x in (q, k, v)), jnp.swapaxes(jax.nn.log_sigmoid(f), 1, 2),
+                                 jnp.swapaxes(i, 1, 2))
+                return jnp.swapaxes(h, 1, 2)
+        else:
+            fw = lambda q, k, v, i, f: ops.mlstm_chunkwise(q, k, v, i, f, chunk_size=a.chunk, kernel=impl)  # noqa: E731
         args = (q, k, v, i, f)
     loss = lambda *x: jnp.sum(fw(*x).astype(jnp.float32) * dh.astype(jnp.float32))  # noqa: E731
     fwbw = jax.grad(loss, argnums=tuple(range(len(args))))
@@ -160,7 +172,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.dhv = 256
     c.dtype = "bfloat16"  # bfloat16 | float16 | float32
     c.chunk = 128  # chunk size of ours and TFLA's (TFLA's default: 128)
-    c.impls = placeholder(str)  # comma list of pallas,xla,tfla,cudnn (unset: all on GPU, xla on CPU)
+    c.impls = placeholder(str)  # comma list of IMPLS (unset: all on GPU, xla on CPU)
     c.reps = 10
     c.timeout = 900  # seconds per implementation and length
     c.worker = placeholder(str)  # internal: the implementation this process times
@@ -175,7 +187,10 @@ def bench(a, workdir):
     info = device_info()
     platform_name, device = info["platform"], info["device_kind"]
     on_gpu = platform_name == "gpu"
-    impls = a.impls.split(",") if a.impls else (["pallas", "xla", "tfla", "cudnn"] if on_gpu else ["xla"])
+    impls = a.impls.split(",") if a.impls else (list(IMPLS) if on_gpu else ["xla"])
+    unknown = sorted(set(impls) - set(IMPLS))
+    if unknown:
+        raise ValueError(f"--config.impls: unknown {unknown}; known: {', '.join(IMPLS)}")
     seq_lens = list(a.seq_lens)
     if any(a.tokens % S for S in seq_lens):
         raise ValueError(f"--config.tokens={a.tokens} must be a multiple of every sequence length {seq_lens}")
@@ -189,11 +204,11 @@ def bench(a, workdir):
     rows = []
     print(f"{device}: {a.tokens} tokens/step, NH={a.heads}, DHQK={a.dhqk}, DHV={a.dhv}, {a.dtype}, chunk {a.chunk}"
           + (f", measured bf16 matmul peak {peak:.0f} TFLOP/s" if peak else ""))
-    header = f"{'impl':>7} {'S':>6} {'B':>4} {'fw ms':>9} {'fwbw ms':>9} {'fw TF/s':>8} {'fwbw TF/s':>9} {'fwbw %peak':>10}"
+    header = f"{'impl':>13} {'S':>6} {'B':>4} {'fw ms':>9} {'fwbw ms':>9} {'fw TF/s':>8} {'fwbw TF/s':>9} {'fwbw %peak':>10}"
     print(header)
     for S in seq_lens:
         for impl in impls:
-            if impl == "pallas" and not on_gpu:
+            if impl.startswith("pallas") and not on_gpu:
                 result = {"error": "Pallas runs interpreted off GPU; not timed"}
             else:
                 result = _run_worker(impl, S)
@@ -204,10 +219,10 @@ def bench(a, workdir):
                 row["fwbw_tflops"] = fwbw_flops / result["fwbw_ms"] / 1e9
                 row["fwbw_frac_peak"] = row["fwbw_tflops"] / peak if peak else None
                 frac = f"{100 * row['fwbw_frac_peak']:.1f}%" if peak else "-"
-                print(f"{impl:>7} {S:>6} {a.tokens // S:>4} {result['fw_ms']:>9.2f} {result['fwbw_ms']:>9.2f} "
+                print(f"{impl:>13} {S:>6} {a.tokens // S:>4} {result['fw_ms']:>9.2f} {result['fwbw_ms']:>9.2f} "
                       f"{row['fw_tflops']:>8.1f} {row['fwbw_tflops']:>9.1f} {frac:>10}", flush=True)
             else:
-                print(f"{impl:>7} {S:>6} {a.tokens // S:>4}  {result['error']}", flush=True)
+                print(f"{impl:>13} {S:>6} {a.tokens // S:>4}  {result['error']}", flush=True)
             rows.append(row)
 
     from bioxlstm_jax.io import write_json
@@ -215,7 +230,7 @@ def bench(a, workdir):
     record = {
         "benchmark": "mlstm_kernel", "device": device, "platform": platform_name,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions("torch", "triton", "mlstm_kernels"),
+        "versions": versions("torch", "triton", "mlstm_kernels", "jla"),
         "config": {k: v for k, v in a.to_dict().items() if not k.startswith("worker")},
         "bf16_matmul_peak_tflops": peak, "results": rows,
     }

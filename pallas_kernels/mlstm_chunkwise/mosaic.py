@@ -132,8 +132,9 @@ def _recurrence(a, b, decay, init, *, chunk_size, reverse, interpret, name):
     DV = b.shape[-1]
     L, NC = chunk_size, S // chunk_size
     P = min(L, ROWS_PER_COPY)
+    decay = jnp.pad(decay, ((0, 0), (0, -NC % 4)))  # TMA: rows of a multiple of 16 bytes
     kernel = functools.partial(_recurrence_kernel, L=L, NC=NC, reverse=reverse)
-    scratch = (_smem((P, MOSAIC_TILE), a.dtype), _smem((P, MOSAIC_TILE), b.dtype), plgpu.SMEM((NC,), F32),
+    scratch = (_smem((P, MOSAIC_TILE), a.dtype), _smem((P, MOSAIC_TILE), b.dtype), plgpu.SMEM(decay.shape[1:], F32),
                plgpu.SMEM((MOSAIC_TILE, MOSAIC_TILE), F32), plgpu.Barrier(num_barriers=2))
     out = jax.ShapeDtypeStruct((BH, NC + 1, DK, DV), F32)
     return _call(kernel, scratch, out, (BH, DK // MOSAIC_TILE, DV // MOSAIC_TILE), interpret, name)(

@@ -189,20 +189,24 @@ def test_state_passing_composes_exactly(kernel, dtype, chunk):
 H100 = jax.sharding.AbstractDevice(device_kind="NVIDIA H100 80GB HBM3", num_cores=None, platform="gpu")
 
 
-def _gpu_lowering(fn, *args):
-    """How many Triton calls ``fn`` lowers to for CUDA, on this CPU machine: under an abstract GPU mesh
-    (jax >= 0.12 refuses to lower for CUDA without a GPU or an abstract GPU device). JAX >= 0.11
-    deprecates Pallas's Triton backend at lowering; the warning is expected here (docs/kernels.md)."""
-    expect = pytest.warns(DeprecationWarning, match="Pallas Triton backend is deprecated") if jax.__version_info__ >= (
-        0, 11) else contextlib.nullcontext()
+def _gpu_lowering(fn, *args, call="__gpu$xla.gpu.triton"):
+    """How many kernel calls (``call``: Triton's, or Mosaic GPU's ``mosaic_gpu_v2``) ``fn`` lowers to for
+    CUDA, on this CPU machine: under an abstract GPU mesh (jax >= 0.12 refuses to lower for CUDA without
+    a GPU or an abstract GPU device). JAX >= 0.11 deprecates Pallas's Triton backend at lowering; the
+    warning is expected here (docs/kernels.md)."""
+    triton = call == "__gpu$xla.gpu.triton" and jax.__version_info__ >= (0, 11)
+    expect = pytest.warns(DeprecationWarning, match="Pallas Triton backend is deprecated") if triton else (
+        contextlib.nullcontext())
     with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((1,), ("x",), abstract_device=H100)), expect:
         text = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
-    return text.count("__gpu$xla.gpu.triton")
+    return text.count(call)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_kernels_lower_for_cuda_with_triton(dtype):
-    """Forward and backward lower for CUDA through Pallas' Triton backend (checked on CPU)."""
+@pytest.mark.parametrize("backend,dtype", [("triton", jnp.float32), ("triton", jnp.bfloat16),
+                                           pytest.param("mosaic", jnp.bfloat16, marks=pytest.mark.mosaic)])
+def test_kernels_lower_for_cuda(backend, dtype):
+    """Forward and backward lower for CUDA through Pallas's Triton or Mosaic GPU backend (checked on CPU;
+    Mosaic GPU's lowering checks TMA constraints, e.g. 16-byte row strides)."""
     B, NH, S, DHQK, DHV = 2, 4, 300, 96, 200  # padded S, padded head dims
     q = jax.ShapeDtypeStruct((B, NH, S, DHQK), dtype)
     v = jax.ShapeDtypeStruct((B, NH, S, DHV), dtype)
@@ -212,15 +216,16 @@ def test_kernels_lower_for_cuda_with_triton(dtype):
 
     def forward(q, k, v, i, f, state):
         return pallas_kernels.mlstm_chunkwise(q, k, v, i, f, chunk_size=64, initial_state=state,
-                                              return_last_state=True, interpret=False)
+                                              return_last_state=True, interpret=False, backend=backend)
 
     def loss(*args):
         h, (C, _, _) = forward(*args)
         return layernorm_loss(h) + jnp.sum(C**2)
 
-    assert _gpu_lowering(forward, q, q, v, gate, gate, state) == 2  # chunk states, outputs
+    call = "mosaic_gpu_v2" if backend == "mosaic" else "__gpu$xla.gpu.triton"
+    assert _gpu_lowering(forward, q, q, v, gate, gate, state, call=call) == 2  # chunk states, outputs
     # forward + backward: states, outputs, recomputed states, dC recurrence, dQ, dK, dV
-    assert _gpu_lowering(jax.grad(loss, argnums=(0, 1, 2, 3, 4, 5)), q, q, v, gate, gate, state) == 7
+    assert _gpu_lowering(jax.grad(loss, argnums=(0, 1, 2, 3, 4, 5)), q, q, v, gate, gate, state, call=call) == 7
 
 
 def test_bad_inputs_raise():
@@ -339,14 +344,15 @@ def test_model_with_kernels_matches_xla(kernel, dtype, chunk):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("S,DHQK,DHV,chunk,dtype,with_state,gates", CASES,
-                         ids=["-".join(map(str, c)) for c in CASES])
-def test_compiled_kernel_matches_xla_on_gpu(S, DHQK, DHV, chunk, dtype, with_state, gates):
-    """The same comparisons with the kernels compiled by Triton on a GPU."""
+@pytest.mark.parametrize("kernel,S,DHQK,DHV,chunk,dtype,with_state,gates", KERNEL_CASES, ids=_ids(KERNEL_CASES))
+def test_compiled_kernel_matches_xla_on_gpu(kernel, S, DHQK, DHV, chunk, dtype, with_state, gates):
+    """The same comparisons with the kernels compiled by Triton or Mosaic GPU on a GPU."""
     if jax.default_backend() != "gpu":
         pytest.fail("the gpu-marked tests need a GPU (run them with `pytest -m gpu` on one)")
+    if kernel == "pallas_mosaic" and not ops_mlstm._gpu_capability().startswith("9."):
+        pytest.skip("the Mosaic GPU kernels use wgmma: Hopper (compute capability 9.x) only")
     assert not kernel_api.default_interpret()
-    test_kernel_matches_xla(S, DHQK, DHV, chunk, dtype, with_state, gates)
+    test_kernel_matches_xla(kernel, S, DHQK, DHV, chunk, dtype, with_state, gates)
 
 
 @pytest.mark.gpu
@@ -375,11 +381,12 @@ def test_benchmark_script_runs_on_cpu(tmp_path):
     out = tmp_path / "mlstm_kernel_cpu.json"
     subprocess.run([sys.executable, "benchmarks/mlstm_kernel.py", "--config.seq_lens=128", "--config.tokens=256",
                     "--config.heads=2", "--config.dhqk=16", "--config.dhv=32", "--config.dtype=float32",
-                    "--config.chunk=32", "--config.reps=2", "--config.impls=xla,pallas", f"--workdir={tmp_path}"],
+                    "--config.chunk=32", "--config.reps=2", "--config.impls=xla,pallas_triton", f"--workdir={tmp_path}"],
                    cwd=root, check=True, timeout=300)
     record = json.loads(out.read_text())
     assert record["device"] and record["versions"]["jax"] == jax.__version__ and record["date"]
     xla, pallas = record["results"]
+    assert pallas["impl"] == "pallas_triton"
     assert xla["impl"] == "xla" and xla["fw_ms"] > 0 and xla["fwbw_ms"] > 0 and xla["fwbw_tflops"] > 0
     assert xla["fw_flops"] == 256 * 2 * (4 * 16 * 32 + 32 * (16 + 32))
     assert "not timed" in pallas["error"]
