@@ -4,15 +4,18 @@ Usage::
 
     python benchmarks/kernel_roofline.py      # TFLA's shape and prot_xlstm_26m / 102m at 8k, bf16
 
-A model, not a measurement. For each kernel of one forward + backward call, with the tiles
-``BlockSizes.for_shape`` picks:
+A model, not a measurement. For each backend (Triton, Mosaic GPU) and each kernel of one forward +
+backward call, with the tiles ``BlockSizes.for_shape`` picks (Triton) or 64 x 64 (Mosaic GPU):
 * FLOPs the kernel executes as written (2 per multiply-add; the causal key tiles up to the diagonal,
   the score tiles recomputed once per head-dim tile; elementwise work not counted);
 * compulsory HBM bytes: every input read once and every output written once (no re-reads: a lower
   bound; the kernels re-read q, k, v tiles and states, mostly from L2);
 * the lower-bound time at H100 SXM peak: max(FLOPs / 989 TFLOP/s dense 16-bit (67 TFLOP/s for float32
   FMA), bytes / 3.35 TB/s), which of the two limits it, and the blocks per SM the compile table
-  (``benchmarks/results/gpu_compile_sm_90a.json``) allows by registers, shared memory and warps.
+  (``benchmarks/results/gpu_compile_sm_90a.json``, ``gpu_compile_mosaic_sm_90a.json``) allows by
+  registers, shared memory and warps.
+The Mosaic GPU kernels read operands XLA prepares (the weighted keys and queries, ``dh / (N + eps)``, the
+states and their gradients cast to 16 bits, ``q . n``): their bytes are one more row, ``xla_prep``.
 Writes ``kernel_roofline_h100.json`` to the workdir (default ``benchmarks/results``).
 """
 
@@ -40,16 +43,18 @@ def get_config():
     return c
 
 
-def kernels(B, NH, S, DK, DV, L, dtype):
+def kernels(B, NH, S, DK, DV, L, dtype, backend="triton"):
     """{kernel: (FLOPs, compulsory bytes)} of one forward + backward call (the states recomputed)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from pallas_kernels.mlstm_chunkwise import BlockSizes
 
-    b = BlockSizes.for_shape(L, DK, DV, dtype)
+    mosaic = backend == "mosaic"
+    b = BlockSizes(64, 64, 64, 64, num_warps=4) if mosaic else BlockSizes.for_shape(L, DK, DV, dtype)
     bq, bkv, bk, bv = b.block_q, b.block_kv, b.block_dqk, b.block_dv
     s = 2 if dtype != "float32" else 4
     BH, NC, T = B * NH, S // L, S
     state = (NC + 1) * DK * DV * 4  # float32 states (or their gradients) of one head
+    state_read = state // 2 if mosaic else state  # Mosaic GPU reads them cast to 16 bits by XLA
     gates = 4 * T * 4  # about four float32 per-token gate rows read per kernel
     nq, nk = L // bq, L // bkv
     keys_upto = [ceil((t + 1) * bq / bkv) for t in range(nq)]  # key tiles up to the diagonal, per query tile
@@ -58,38 +63,48 @@ def kernels(B, NH, S, DK, DV, L, dtype):
         "mlstm_chunk_states": (2 * L * DK * DV, T * (DK + DV) * s + gates + state),
         "mlstm_chunk_outputs": (DV // bv * sum(2 * bq * DK * bv + n * (2 * bq * bkv * DK + 2 * bq * bkv * bv)
                                                for n in keys_upto),
-                                T * (2 * DK + DV) * s + gates + state + T * DV * s + 2 * T * 4),
+                                T * (2 * DK + DV) * s + gates + state_read + T * DV * s + 2 * T * 4),
         "mlstm_chunk_state_grads": (2 * L * DK * DV, T * (DK + DV) * s + gates + state),
         "mlstm_chunk_dq": (DK // bk * sum(2 * bq * DV * bk + n * (2 * bq * bkv * DV + 2 * bq * bkv * bk)
-                                          for n in keys_upto), T * (DK + 2 * DV) * s + gates + state + T * DK * 4),
+                                          for n in keys_upto), T * (DK + 2 * DV) * s + gates + state_read + T * DK * 4),
         "mlstm_chunk_dk": (DK // bk * sum(2 * bkv * DV * bk + m * (2 * bq * bkv * DV + 2 * bq * bkv * bk)
-                                          for m in queries_from), T * (DK + 2 * DV) * s + gates + state + T * DK * 4),
+                                          for m in queries_from), T * (DK + 2 * DV) * s + gates + state_read + T * DK * 4),
         "mlstm_chunk_dv": (DV // bv * sum(2 * bkv * DK * bv + m * (2 * bq * bkv * DK + 2 * bq * bkv * bv)
-                                          for m in queries_from), T * (2 * DK + DV) * s + gates + state + T * DV * 4),
+                                          for m in queries_from), T * (2 * DK + DV) * s + gates + state_read + T * DV * 4),
     }
     # FLOPs above are per chunk and head; bytes per head. The forward's states kernel runs twice.
     out = {name: (flops * NC * BH, nbytes * BH) for name, (flops, nbytes) in per_chunk.items()}
+    if mosaic:
+        out = {f"{name}_mosaic": value for name, value in out.items()}
+        prep = (2 * 2 * T * DK * s  # k -> weighted k, forward and recomputed in the backward
+                + 3 * (state + state_read)  # C (forward, backward) and dC cast to 16 bits
+                + 2 * T * (DK + DV) * s  # q -> weighted q, dh -> dh / (N + eps)
+                + 2 * T * DK * s)  # n (a recurrence over chunk sums of k) and q . n
+        out["xla_prep_mosaic"] = (0, prep * BH)
     return out, b
 
 
 def blocks_per_sm(k: dict) -> tuple[int, str]:
+    warps = k.get("num_warps") or k["threads_per_block"] // 32
     regs_per_warp = -(-k["registers"] * 32 // 256) * 256
-    limits = {"registers": REGS_PER_SM // regs_per_warp // k["num_warps"],
+    limits = {"registers": REGS_PER_SM // regs_per_warp // warps,
               "shared memory": SMEM_PER_SM // (k["smem_bytes"] + 1024),
-              "warps": MAX_WARPS_PER_SM // k["num_warps"], "blocks": MAX_BLOCKS_PER_SM}
+              "warps": MAX_WARPS_PER_SM // warps, "blocks": MAX_BLOCKS_PER_SM}
     limit = min(limits, key=limits.get)
     return limits[limit], limit
 
 
 def roofline(c, workdir) -> dict:
-    table = json.loads((RESULTS_DIR / "gpu_compile_sm_90a.json").read_text())
-    compiled = {case["case"]: {k["name"]: k for k in case["kernels"]} for case in table["cases"]}
+    compiled = {}
+    for backend, file in (("triton", "gpu_compile_sm_90a.json"), ("mosaic", "gpu_compile_mosaic_sm_90a.json")):
+        table = json.loads((RESULTS_DIR / file).read_text())
+        compiled[backend] = {case["case"]: {k["name"]: k for k in case.get("kernels", [])} for case in table["cases"]}
     results = []
-    for spec in c.cases.split(","):
+    for spec, backend in [(spec, backend) for spec in c.cases.split(",") for backend in ("triton", "mosaic")]:
         name, B, NH, S, DK, DV, L, dtype = spec.split(":")
         B, NH, S, DK, DV, L = map(int, (B, NH, S, DK, DV, L))
-        per_kernel, blocks = kernels(B, NH, S, DK, DV, L, dtype)
-        resources = compiled.get(f"{dtype}:{DK}:{DV}:{L}", {})
+        per_kernel, blocks = kernels(B, NH, S, DK, DV, L, dtype, backend)
+        resources = compiled[backend].get(f"{dtype}:{DK}:{DV}:{L}", {})
         rows = []
         for kernel, (flops, nbytes) in per_kernel.items():
             t_flops, t_bytes = flops / PEAK_FLOPS[dtype], nbytes / HBM_BYTES_PER_S
@@ -100,13 +115,19 @@ def roofline(c, workdir) -> dict:
             if kernel in resources:
                 row["blocks_per_sm"], row["occupancy_limit"] = blocks_per_sm(resources[kernel])
             rows.append(row)
-        forward = sum(r["floor_ms"] for r in rows if r["kernel"] in ("mlstm_chunk_states", "mlstm_chunk_outputs"))
-        total = forward + sum(r["floor_ms"] for r in rows if r["kernel"] != "mlstm_chunk_outputs")
-        results.append(dict(case=spec, block_sizes=str(blocks), kernels=rows, forward_floor_ms=round(forward, 3),
-                            forward_backward_floor_ms=round(total, 3)))
-        print(f"{spec}: forward >= {forward:.2f} ms, forward+backward >= {total:.2f} ms ({blocks})")
+        def base(kernel):
+            return kernel.removesuffix("_mosaic")
+
+        # The forward: states and outputs (and half of XLA's preparation: the weighted keys, C's cast, q . n).
+        forward = sum(r["floor_ms"] for r in rows if base(r["kernel"]) in ("mlstm_chunk_states", "mlstm_chunk_outputs"))
+        forward += sum(r["floor_ms"] / 2 for r in rows if base(r["kernel"]) == "xla_prep")
+        total = sum(r["floor_ms"] for r in rows) + sum(r["floor_ms"] for r in rows
+                                                        if base(r["kernel"]) == "mlstm_chunk_states")
+        results.append(dict(case=spec, backend=backend, block_sizes=str(blocks), kernels=rows,
+                            forward_floor_ms=round(forward, 3), forward_backward_floor_ms=round(total, 3)))
+        print(f"{spec} {backend}: forward >= {forward:.2f} ms, forward+backward >= {total:.2f} ms ({blocks})")
         for r in rows:
-            print(f"  {r['kernel']:24} {r['gflop']:8.1f} GFLOP {r['gbytes']:6.2f} GB  >= {r['floor_ms']:7.3f} ms "
+            print(f"  {r['kernel']:31} {r['gflop']:8.1f} GFLOP {r['gbytes']:6.2f} GB  >= {r['floor_ms']:7.3f} ms "
                   f"({r['limit']}, {r['intensity_flop_per_byte']} FLOP/B)  blocks/SM {r.get('blocks_per_sm', '-')} "
                   f"({r.get('occupancy_limit', '-')})")
     from bioxlstm_jax.io import write_json
