@@ -14,8 +14,8 @@ backward call, with the tiles ``BlockSizes.for_shape`` picks (Triton) or 64 x 64
   FMA), bytes / 3.35 TB/s), which of the two limits it, and the blocks per SM the compile table
   (``benchmarks/results/gpu_compile_sm_90a.json``, ``gpu_compile_mosaic_sm_90a.json``) allows by
   registers, shared memory and warps.
-The Mosaic GPU kernels read operands XLA prepares (the weighted keys and queries, ``dh / (N + eps)``, the
-states and their gradients cast to 16 bits, ``q . n``): their bytes are one more row, ``xla_prep``.
+The Mosaic GPU kernels read operands XLA prepares (the weighted keys and queries, ``dh / (N + eps)``,
+``n`` and ``q . n``): their bytes are one more row, ``xla_prep``.
 Writes ``kernel_roofline_h100.json`` to the workdir (default ``benchmarks/results``).
 """
 
@@ -54,17 +54,19 @@ def kernels(B, NH, S, DK, DV, L, dtype, backend="triton"):
     s = 2 if dtype != "float32" else 4
     BH, NC, T = B * NH, S // L, S
     state = (NC + 1) * DK * DV * 4  # float32 states (or their gradients) of one head
-    state_read = state // 2 if mosaic else state  # Mosaic GPU reads them cast to 16 bits by XLA
+    # Mosaic GPU: the recurrences write the states in 16 bits (and the last one in float32), the others read them so
+    state_read = state // 2 if mosaic else state
+    state_write = state_read + DK * DV * 4 if mosaic else state
     gates = 4 * T * 4  # about four float32 per-token gate rows read per kernel
     nq, nk = L // bq, L // bkv
     keys_upto = [ceil((t + 1) * bq / bkv) for t in range(nq)]  # key tiles up to the diagonal, per query tile
     queries_from = [nq - (j * bkv) // bq for j in range(nk)]  # query tiles from the diagonal, per key tile
     per_chunk = {
-        "mlstm_chunk_states": (2 * L * DK * DV, T * (DK + DV) * s + gates + state),
+        "mlstm_chunk_states": (2 * L * DK * DV, T * (DK + DV) * s + gates + state_write),
         "mlstm_chunk_outputs": (DV // bv * sum(2 * bq * DK * bv + n * (2 * bq * bkv * DK + 2 * bq * bkv * bv)
                                                for n in keys_upto),
                                 T * (2 * DK + DV) * s + gates + state_read + T * DV * s + 2 * T * 4),
-        "mlstm_chunk_state_grads": (2 * L * DK * DV, T * (DK + DV) * s + gates + state),
+        "mlstm_chunk_state_grads": (2 * L * DK * DV, T * (DK + DV) * s + gates + state_write),
         "mlstm_chunk_dq": (DK // bk * sum(2 * bq * DV * bk + n * (2 * bq * bkv * DV + 2 * bq * bkv * bk)
                                           for n in keys_upto), T * (DK + 2 * DV) * s + gates + state_read + T * DK * 4),
         "mlstm_chunk_dk": (DK // bk * sum(2 * bkv * DV * bk + m * (2 * bq * bkv * DV + 2 * bq * bkv * bk)
@@ -77,7 +79,6 @@ def kernels(B, NH, S, DK, DV, L, dtype, backend="triton"):
     if mosaic:
         out = {f"{name}_mosaic": value for name, value in out.items()}
         prep = (2 * 2 * T * DK * s  # k -> weighted k, forward and recomputed in the backward
-                + 3 * (state + state_read)  # C (forward, backward) and dC cast to 16 bits
                 + 2 * T * (DK + DV) * s  # q -> weighted q, dh -> dh / (N + eps)
                 + 2 * T * DK * s)  # n (a recurrence over chunk sums of k) and q . n
         out["xla_prep_mosaic"] = (0, prep * BH)

@@ -22,12 +22,23 @@ BACKENDS = ("triton", "mosaic")
 
 
 class _Triton:
-    chunk_states, chunk_outputs = staticmethod(fwd.chunk_states), staticmethod(fwd.chunk_outputs)
-    state_grads, input_grads = staticmethod(bwd.state_grads), staticmethod(bwd.input_grads)
+    chunk_outputs, input_grads = staticmethod(fwd.chunk_outputs), staticmethod(bwd.input_grads)
+
+    @staticmethod
+    def chunk_states(*args, **kwargs):
+        C, n = fwd.chunk_states(*args, **kwargs)
+        return C, n, C[:, -1]
+
+    @staticmethod
+    def state_grads(*args, **kwargs):
+        dC = bwd.state_grads(*args, **kwargs)
+        return dC, dC[:, 0]
 
 
 def _kernels(backend: str):
-    """The four kernel entry points of a backend (same arguments): the Triton kernels or Mosaic GPU's."""
+    """The four kernel entry points of a backend (same arguments): the Triton kernels or Mosaic GPU's.
+    ``chunk_states`` returns (C, n, the last C in float32), ``state_grads`` (dC, the first dC in float32):
+    C and dC, read by the other kernels, are float32 (Triton) or in the inputs' 16-bit dtype (Mosaic)."""
     if backend == "mosaic":
         from . import mosaic
 
@@ -42,11 +53,11 @@ def default_interpret() -> bool:
 def _core_fwd_impl(q, k, v, i, log_f, resets, C0, n0, m0, *, chunk_size, scale, eps, blocks, interpret, backend):
     kernels = _kernels(backend)
     gates = fwd.chunk_gates(i, log_f, resets, m0, chunk_size)
-    C, n = kernels.chunk_states(k, v, gates, C0, n0, chunk_size=chunk_size, scale=scale, blocks=blocks,
-                                interpret=interpret)
+    C, n, C_last = kernels.chunk_states(k, v, gates, C0, n0, chunk_size=chunk_size, scale=scale, blocks=blocks,
+                                        interpret=interpret)
     h, N, m_comb = kernels.chunk_outputs(q, k, v, gates, C, n, chunk_size=chunk_size, scale=scale, eps=eps,
                                          blocks=blocks, interpret=interpret)
-    return h, (C[:, -1], n[:, -1], gates.m[:, -1]), (N, m_comb)
+    return h, (C_last, n[:, -1], gates.m[:, -1]), (N, m_comb)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(9, 10, 11, 12, 13, 14))
@@ -70,11 +81,11 @@ def _core_bwd(chunk_size, scale, eps, blocks, interpret, backend, residuals, cot
     kernels = _kernels(backend)
     kw = dict(chunk_size=chunk_size, blocks=blocks, interpret=interpret)
     gates = fwd.chunk_gates(i, log_f, resets, m0, chunk_size)
-    C, _ = kernels.chunk_states(k, v, gates, C0, n0, scale=scale, **kw)
+    C, _, C_last = kernels.chunk_states(k, v, gates, C0, n0, scale=scale, **kw)
     qbar_log = gates.query_init - m_comb
     inv_N = 1.0 / (N + eps)
     dh = dh.astype(q.dtype)
-    dC = kernels.state_grads(q, dh, qbar_log, inv_N, gates, dC_last.astype(F32), **kw)
+    dC, dC0 = kernels.state_grads(q, dh, qbar_log, inv_N, gates, dC_last.astype(F32), **kw)
     dq, dk, dv = kernels.input_grads(q, k, v, dh, gates, m_comb, qbar_log, inv_N, C, dC, scale=scale, **kw)
 
     # Gate gradients (spec section 1.4): every (query, key) pair and every path through the initial
@@ -85,14 +96,14 @@ def _core_bwd(chunk_size, scale, eps, blocks, interpret, backend, residuals, cot
     # log f at a document start itself is unused.
     qdq = jnp.sum(q.astype(F32) * dq, axis=-1)
     kdk = jnp.sum(k.astype(F32) * dk, axis=-1)
-    into_last = jnp.sum(dC_last.astype(F32) * C[:, -1], axis=(-2, -1))
+    into_last = jnp.sum(dC_last.astype(F32) * C_last, axis=(-2, -1))
     d_log_f = jnp.where(resets > 0, 0.0, fwd._reverse_cumsum(qdq - kdk) + into_last[:, None])
     # The outputs depend on the entering state through its true value exp(m0) * C0 (the normalizer
     # aside): at fixed C0, d/dm0 = <dC0, C0>. Code that builds the entering state from a stabilizer it
     # chooses (the context split's summaries) needs this term to see its choice of m cancel.
-    dm0 = jnp.sum(dC[:, 0] * C0, axis=(-2, -1))
+    dm0 = jnp.sum(dC0 * C0, axis=(-2, -1))
     return (dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), kdk.astype(i.dtype),
-            d_log_f.astype(log_f.dtype), jnp.zeros_like(resets), dC[:, 0], jnp.zeros_like(n0), dm0)
+            d_log_f.astype(log_f.dtype), jnp.zeros_like(resets), dC0, jnp.zeros_like(n0), dm0)
 
 
 _core.defvjp(_core_fwd, _core_bwd)

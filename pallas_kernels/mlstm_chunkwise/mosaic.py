@@ -13,9 +13,11 @@ float16): wgmma has no IEEE float32 mode (float32 operands would run as TF32), s
 on the Triton kernels or XLA.
 
 Where the Triton kernels cast a float32 product to the input dtype inside the kernel before a dot (the
-weighted keys ``kbar``, the weighted queries ``qbar``, ``dh / (N + eps)``, the states ``C`` and ``dC``),
-these kernels read the same cast made by XLA beforehand: the same numbers. The normalizer state ``n``
-(a vector per chunk) and the query-normalizer products ``q . n`` are computed by XLA in float32.
+weighted keys ``kbar``, the weighted queries ``qbar``, ``dh / (N + eps)``), these kernels read the same
+cast made by XLA beforehand; the state recurrences write the states ``C`` and ``dC`` in the inputs'
+16-bit dtype (what the Triton kernels cast them to before their dots), with the last ``C`` and the
+first ``dC`` also in float32. The normalizer state ``n`` (a vector per chunk) and the query-normalizer
+products ``q . n`` are computed by XLA in float32.
 """
 
 from __future__ import annotations
@@ -102,14 +104,16 @@ def _call(body, scratch, out_type, grid, interpret, name):
 # The state recurrences: C (forward, over chunks) and dC (backward, reverse): grid (BH, DK/64, DV/64).
 
 
-def _recurrence_kernel(a_gm, b_gm, decay_gm, init_gm, out_gm, a_s, b_s, decay_s, st_s, bars, *, L, NC, reverse):
-    """``out[c]`` for every c: ``S_0 = init``, ``S_{c+1} = exp(decay_c) S_c + A_c^T B_c`` (or the same in
-    reverse from ``S_NC = init``), on one (64, 64) tile of the state."""
+def _recurrence_kernel(a_gm, b_gm, decay_gm, init_gm, out_gm, last_gm, a_s, b_s, decay_s, init_s, st_s, bars, *,
+                       L, NC, reverse):
+    """``out[c]`` for every c, in the inputs' 16-bit dtype: ``S_0 = init``, ``S_{c+1} = exp(decay_c) S_c +
+    A_c^T B_c`` (or the same in reverse from ``S_NC = init``), on one (64, 64) tile of the state, and the
+    last one (``S_NC``, or ``S_0`` in reverse) in float32 as ``last``."""
     T, P = MOSAIC_TILE, a_s.shape[0]
     h, x, y = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
     cols_a, cols_b = pl.ds(x * T, T), pl.ds(y * T, T)
-    _fetch(bars, (decay_gm.at[h], decay_s), (init_gm.at[h, cols_a, cols_b], st_s))
-    acc = plgpu.load(st_s, layout=plgpu.Layout.WGMMA)
+    _fetch(bars, (decay_gm.at[h], decay_s), (init_gm.at[h, cols_a, cols_b], init_s))
+    acc = plgpu.load(init_s, layout=plgpu.Layout.WGMMA)
 
     def chunk(r, acc):
         c = NC - 1 - r if reverse else r
@@ -125,20 +129,21 @@ def _recurrence_kernel(a_gm, b_gm, decay_gm, init_gm, out_gm, a_s, b_s, decay_s,
 
     acc = lax.fori_loop(0, NC, chunk, acc)
     _store(acc, st_s, out_gm.at[h, 0 if reverse else NC, cols_a, cols_b])
+    _store(acc, init_s, last_gm.at[h, cols_a, cols_b])
 
 
 def _recurrence(a, b, decay, init, *, chunk_size, reverse, interpret, name):
+    """(every state (BH, NC+1, DK, DV) in a's dtype, the last one (BH, DK, DV) float32)."""
     BH, S, DK = a.shape
     DV = b.shape[-1]
-    L, NC = chunk_size, S // chunk_size
+    L, NC, T = chunk_size, S // chunk_size, MOSAIC_TILE
     P = min(L, ROWS_PER_COPY)
     decay = jnp.pad(decay, ((0, 0), (0, -NC % 4)))  # TMA: rows of a multiple of 16 bytes
     kernel = functools.partial(_recurrence_kernel, L=L, NC=NC, reverse=reverse)
-    scratch = (_smem((P, MOSAIC_TILE), a.dtype), _smem((P, MOSAIC_TILE), b.dtype), plgpu.SMEM(decay.shape[1:], F32),
-               plgpu.SMEM((MOSAIC_TILE, MOSAIC_TILE), F32), plgpu.Barrier(num_barriers=2))
-    out = jax.ShapeDtypeStruct((BH, NC + 1, DK, DV), F32)
-    return _call(kernel, scratch, out, (BH, DK // MOSAIC_TILE, DV // MOSAIC_TILE), interpret, name)(
-        a, b, decay, init)
+    scratch = (_smem((P, T), a.dtype), _smem((P, T), b.dtype), plgpu.SMEM(decay.shape[1:], F32),
+               plgpu.SMEM((T, T), F32), _smem((T, T), a.dtype), plgpu.Barrier(num_barriers=2))
+    out = (jax.ShapeDtypeStruct((BH, NC + 1, DK, DV), a.dtype), jax.ShapeDtypeStruct((BH, DK, DV), F32))
+    return _call(kernel, scratch, out, (BH, DK // T, DV // T), interpret, name)(a, b, decay, init)
 
 
 def _normalizer_states(k, gates: Gates, n0, scale, chunk_size):
@@ -159,16 +164,18 @@ def _normalizer_states(k, gates: Gates, n0, scale, chunk_size):
 
 
 def chunk_states(k, v, gates: Gates, C0, n0, *, chunk_size, scale, blocks=None, interpret):
-    """States entering every chunk and the last one: C (BH, NC+1, DK, DV), n (BH, NC+1, DK), float32."""
+    """States entering every chunk and the last one: C (BH, NC+1, DK, DV) in k's dtype (what the other
+    kernels read), n (BH, NC+1, DK) float32, and the last C (BH, DK, DV) float32."""
     del blocks  # the tiles are fixed (MOSAIC_TILE)
     kbar = (k.astype(F32) * (scale * jnp.exp(gates.key_state))[..., None]).astype(k.dtype)
-    C = _recurrence(kbar, v, gates.chunk_decay, C0, chunk_size=chunk_size, reverse=False, interpret=interpret,
-                    name="mlstm_chunk_states_mosaic")
-    return C, _normalizer_states(k, gates, n0, scale, chunk_size)
+    C, C_last = _recurrence(kbar, v, gates.chunk_decay, C0, chunk_size=chunk_size, reverse=False,
+                            interpret=interpret, name="mlstm_chunk_states_mosaic")
+    return C, _normalizer_states(k, gates, n0, scale, chunk_size), C_last
 
 
 def state_grads(q, dh, qbar_log, inv_N, gates: Gates, dC_last, *, chunk_size, blocks=None, interpret):
-    """Gradients of the states entering every chunk and of the last one: (BH, NC+1, DK, DV) float32."""
+    """Gradients of the states entering every chunk and of the last one (BH, NC+1, DK, DV) in q's dtype,
+    and of the first (BH, DK, DV) float32."""
     del blocks
     qbar = (q.astype(F32) * jnp.exp(qbar_log)[..., None]).astype(q.dtype)
     dhs = (dh.astype(F32) * inv_N[..., None]).astype(q.dtype)
@@ -256,7 +263,7 @@ def chunk_outputs(q, k, v, gates: Gates, C, n, *, chunk_size, scale, eps, blocks
     out = (jax.ShapeDtypeStruct((BH, S, DV), q.dtype), jax.ShapeDtypeStruct((BH, S), F32),
            jax.ShapeDtypeStruct((BH, S), F32))
     return _call(kernel, scratch, out, (BH, S // T, DV // T), interpret, "mlstm_chunk_outputs_mosaic")(
-        q, k, v, C.astype(q.dtype), qv, kv)
+        q, k, v, C, qv, kv)
 
 
 def _dq_kernel(dhs_gm, C_gm, k_gm, v_gm, qv_gm, kv_gm, dq_gm, dhs_s, C_s, k_s, v_s, qv_s, kv_s, out_s, bars, *,
@@ -344,14 +351,14 @@ def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, ch
                 interpret):
     """dq, dk (BH, S, DK) and dv (BH, S, DV), float32.
 
-    ``C``: states entering each chunk (BH, NC+1, DK, DV); ``dC``: their gradients.
+    ``C``: states entering each chunk (BH, NC+1, DK, DV); ``dC``: their gradients; both in q's dtype.
     """
     del blocks
     BH, S, DK = q.shape
     DV = v.shape[-1]
     L, T, mm = chunk_size, MOSAIC_TILE, q.dtype
     dhs = (dh.astype(F32) * inv_N[..., None]).astype(mm)
-    Cm, dCm = C.astype(mm), dC.astype(mm)
+    Cm, dCm = C, dC
     qv_dq = jnp.stack([gates.b, gates.segment, m_comb, jnp.exp(qbar_log)], axis=1)
     kv_dq = jnp.stack([gates.key_gate, gates.segment], axis=1)
     kv = jnp.stack([gates.key_gate, gates.segment, gates.key_state], axis=1)
