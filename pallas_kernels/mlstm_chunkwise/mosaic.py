@@ -293,58 +293,38 @@ def _dq_kernel(dhs_gm, C_gm, k_gm, v_gm, qv_gm, kv_gm, dq_gm, dhs_s, C_s, k_s, v
     _store(lax.fori_loop(0, t + 1, body, dq), out_s, dq_gm.at[h, q_rows, dk])
 
 
-def _dk_kernel(v_gm, dC_gm, dhs_gm, q_gm, kv_gm, qv_gm, dk_gm, v_s, dC_s, dhs_s, q_s, kv_s, qv_s, out_s, bars, *,
-               L, scale):
-    """dK of a (64 keys, 64 DK columns) tile: dS^T computed directly (keys on the rows)."""
+def _key_grad_kernel(left_gm, dC_gm, score_gm, prod_gm, kv_gm, qv_gm, out_gm, left_s, dC_s, score_s, prod_s, kv_s,
+                     qv_s, out_s, bars, *, L, scale, dk):
+    """dK (``dk``: left = v, score = dh, prod = q) or dV (left = k, score = q, prod = dh) of a (64 keys,
+    64 columns) tile; the score tiles (dS^T or P^T) are computed with the keys on the rows:
+
+      dK = s w V dC_{c+1}^T + sum_t s (V dH_t^T * D^T) Q_t      dV = s w K dC_{c+1} + sum_t s (K Q_t^T * D^T) dH_t
+    """
     T = MOSAIC_TILE
     nk = L // T
-    n_dv = v_s.shape[1] // T
+    n = left_s.shape[1] // T  # head-dim tiles of the contraction
     h, x, a = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
     c, j = lax.div(x, jnp.int32(nk)), lax.rem(x, jnp.int32(nk))
-    k_rows, dk = pl.ds(x * T, T), pl.ds(a * T, T)
-    _fetch(bars, (v_gm.at[h, k_rows], v_s), (dC_gm.at[h, c + 1, dk], dC_s), (kv_gm.at[h, :, k_rows], kv_s))
+    k_rows, cols = pl.ds(x * T, T), pl.ds(a * T, T)
+    state = dC_gm.at[h, c + 1, cols] if dk else dC_gm.at[h, c + 1, :, cols]  # (64, DV) or (DK, 64)
+    _fetch(bars, (left_gm.at[h, k_rows], left_s), (state, dC_s), (kv_gm.at[h, :, k_rows], kv_s))
     key_gate, seg_k, key_state = (plgpu.load(kv_s.at[g], layout=_ROW) for g in range(3))
-    v_tiles = _tiles(v_s, n_dv)
-    dk_ = _mma(_zeros(), *[(ve, dCe.T) for ve, dCe in zip(v_tiles, _tiles(dC_s, n_dv))])
-    dk_ = _rows(scale * jnp.exp(key_state), dk_.shape) * dk_  # gradient through the next state
+    left = _tiles(left_s, n)
+    state_parts = [d.T for d in _tiles(dC_s, n)] if dk else [dC_s.at[pl.ds(i * T, T)] for i in range(n)]
+    grad = _mma(_zeros(), *zip(left, state_parts))
+    grad = _rows(scale * jnp.exp(key_state), grad.shape) * grad  # through the next state
 
-    def body(t, dk_):
+    def body(t, grad):
         q_rows = pl.ds(c * L + t * T, T)
-        _fetch(bars, (dhs_gm.at[h, q_rows], dhs_s), (q_gm.at[h, q_rows, dk], q_s), (qv_gm.at[h, :, q_rows], qv_s))
+        _fetch(bars, (score_gm.at[h, q_rows], score_s), (prod_gm.at[h, q_rows, cols], prod_s),
+               (qv_gm.at[h, :, q_rows], qv_s))
         b_q, seg_q, m_comb = (plgpu.load(qv_s.at[g], layout=_COL) for g in range(3))
-        ds_t = _mma(_zeros(), *[(ve, dhe.T) for ve, dhe in zip(v_tiles, _tiles(dhs_s, n_dv))])
+        scores = _mma(_zeros(), *[(la, sa.T) for la, sa in zip(left, _tiles(score_s, n))])
         log_d = _decay(key_gate, b_q, seg_k, seg_q, j * T, t * T, query_rows=False)
-        ds_t = ds_t * (scale * jnp.exp(log_d - _cols(m_comb, log_d.shape)))
-        return _mma(dk_, (ds_t.astype(q_s.dtype), q_s))
+        scores = scores * (scale * jnp.exp(log_d - _cols(m_comb, log_d.shape)))
+        return _mma(grad, (scores.astype(prod_s.dtype), prod_s))
 
-    _store(lax.fori_loop(j, nk, body, dk_), out_s, dk_gm.at[h, k_rows, dk])
-
-
-def _dv_kernel(k_gm, dC_gm, q_gm, dhs_gm, kv_gm, qv_gm, dv_gm, k_s, dC_s, q_s, dhs_s, kv_s, qv_s, out_s, bars, *,
-               L, scale):
-    """dV of a (64 keys, 64 DV columns) tile: P^T computed directly (keys on the rows)."""
-    T = MOSAIC_TILE
-    nk = L // T
-    n_dk = k_s.shape[1] // T
-    h, x, e = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
-    c, j = lax.div(x, jnp.int32(nk)), lax.rem(x, jnp.int32(nk))
-    k_rows, dv = pl.ds(x * T, T), pl.ds(e * T, T)
-    _fetch(bars, (k_gm.at[h, k_rows], k_s), (dC_gm.at[h, c + 1, :, dv], dC_s), (kv_gm.at[h, :, k_rows], kv_s))
-    key_gate, seg_k, key_state = (plgpu.load(kv_s.at[g], layout=_ROW) for g in range(3))
-    k_tiles = _tiles(k_s, n_dk)
-    dv_ = _mma(_zeros(), *[(ka, dC_s.at[pl.ds(i * T, T)]) for i, ka in enumerate(k_tiles)])
-    dv_ = _rows(scale * jnp.exp(key_state), dv_.shape) * dv_  # gradient through the next state
-
-    def body(t, dv_):
-        q_rows = pl.ds(c * L + t * T, T)
-        _fetch(bars, (q_gm.at[h, q_rows], q_s), (dhs_gm.at[h, q_rows, dv], dhs_s), (qv_gm.at[h, :, q_rows], qv_s))
-        b_q, seg_q, m_comb = (plgpu.load(qv_s.at[g], layout=_COL) for g in range(3))
-        p_t = _mma(_zeros(), *[(ka, qa.T) for ka, qa in zip(k_tiles, _tiles(q_s, n_dk))])
-        log_d = _decay(key_gate, b_q, seg_k, seg_q, j * T, t * T, query_rows=False)
-        p_t = p_t * (scale * jnp.exp(log_d - _cols(m_comb, log_d.shape)))
-        return _mma(dv_, (p_t.astype(dhs_s.dtype), dhs_s))
-
-    _store(lax.fori_loop(j, nk, body, dv_), out_s, dv_gm.at[h, k_rows, dv])
+    _store(lax.fori_loop(j, nk, body, grad), out_s, out_gm.at[h, k_rows, cols])
 
 
 def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, chunk_size, scale, blocks=None,
@@ -372,11 +352,11 @@ def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, ch
                (tile((T, DV)), tile((T, DV)), tile((T, T)), tile((T, DV)), vec(4), vec(2), out_tile, bars),
                jax.ShapeDtypeStruct((BH, S, DK), F32), grid_k, interpret, "mlstm_chunk_dq_mosaic")(
         dhs, Cm, k, v, qv_dq, kv_dq)
-    dk = _call(functools.partial(_dk_kernel, L=L, scale=scale),
+    dk = _call(functools.partial(_key_grad_kernel, L=L, scale=scale, dk=True),
                (tile((T, DV)), tile((T, DV)), tile((T, DV)), tile((T, T)), vec(3), vec(3), out_tile, bars),
                jax.ShapeDtypeStruct((BH, S, DK), F32), grid_k, interpret, "mlstm_chunk_dk_mosaic")(
         v, dCm, dhs, q, kv, qv)
-    dv = _call(functools.partial(_dv_kernel, L=L, scale=scale),
+    dv = _call(functools.partial(_key_grad_kernel, L=L, scale=scale, dk=False),
                (tile((T, DK)), tile((DK, T)), tile((T, DK)), tile((T, T)), vec(3), vec(3), out_tile, bars),
                jax.ShapeDtypeStruct((BH, S, DV), F32), grid_v, interpret, "mlstm_chunk_dv_mosaic")(
         k, dCm, q, dhs, kv, qv)
