@@ -96,6 +96,7 @@ MOSAIC_CASES = [  # 16-bit only; chunks >= 64; head dims padded to multiples of 
     (256, 64, 128, 64, "bfloat16", True, "normal"),
     (300, 128, 192, 128, "bfloat16", False, "forget"),
     (100, 48, 40, 64, "float16", True, "xlstm7b"),
+    (128, 512, 256, 64, "bfloat16", True, "normal"),  # the widest head dims: 8 tiles of 64
 ]
 KERNEL_CASES = [("pallas_triton", *c) for c in CASES] + [
     pytest.param("pallas_mosaic", *c, marks=pytest.mark.mosaic) for c in MOSAIC_CASES]
