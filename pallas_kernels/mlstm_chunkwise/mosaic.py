@@ -35,6 +35,7 @@ from .fwd import MAX_FLOOR, Gates
 F32 = jnp.float32
 MOSAIC_TILE = 64  # rows and columns of every tile: one warpgroup's wgmma M, and 128 bytes of 16-bit K
 ROWS_PER_COPY = 128  # chunk rows per TMA copy in the state recurrences (shared memory does not grow with L)
+SMEM_BUDGET = 200 * 1024  # bytes of shared memory a kernel plans for (H100: 227 KiB per block, less Mosaic's own)
 
 
 def interpret_params(interpret: bool):
@@ -71,6 +72,40 @@ def _fetch(barriers, *copies):
         plgpu.barrier_wait(barriers.at[index])
 
 
+def _stream(bars, stages, start, stop, copies, body, carry):
+    """``lax.fori_loop(start, stop, body)`` whose step ``t`` reads the shared-memory buffers that
+    ``copies(t, slot)`` (``[(gmem_ref, smem_ref)]``, one barrier each in ``bars``) fills; ``body(t,
+    slot, carry)``. With two stages the copies of step t + 1 go out before step t computes (double
+    buffering); the slot they fill was last read in step t - 1, which has finished (``commit_smem``
+    orders its reads before the copy, as in ``_fetch``)."""
+    n = len(copies(start, 0))
+
+    def issue(t):
+        slot = lax.rem(t - start, jnp.int32(stages))
+        plgpu.commit_smem()
+        for index, (src, dst) in enumerate(copies(t, slot)):
+            plgpu.copy_gmem_to_smem(src, dst, bars.at[slot * n + index])
+
+    def step(t, carry):
+        if stages == 1:
+            issue(t)
+        else:
+            pl.when(t + 1 < stop)(lambda: issue(t + 1))
+        slot = lax.rem(t - start, jnp.int32(stages))
+        for index in range(n):
+            plgpu.barrier_wait(bars.at[slot * n + index])
+        return body(t, slot, carry)
+
+    if stages > 1:
+        pl.when(start < stop)(lambda: issue(start))
+    return lax.fori_loop(start, stop, step, carry)
+
+
+def _stages(fixed_bytes: int, streamed_bytes: int) -> int:
+    """Two buffers per streamed operand (double buffering) where they fit ``SMEM_BUDGET``, else one."""
+    return 2 if fixed_bytes + 2 * streamed_bytes <= SMEM_BUDGET else 1
+
+
 def _zeros():
     return plgpu.layout_cast(jnp.zeros((MOSAIC_TILE, MOSAIC_TILE), F32), plgpu.Layout.WGMMA)
 
@@ -104,12 +139,12 @@ def _call(body, scratch, out_type, grid, interpret, name):
 # The state recurrences: C (forward, over chunks) and dC (backward, reverse): grid (BH, DK/64, DV/64).
 
 
-def _recurrence_kernel(a_gm, b_gm, decay_gm, init_gm, out_gm, last_gm, a_s, b_s, decay_s, init_s, st_s, bars, *,
-                       L, NC, reverse):
+def _recurrence_kernel(a_gm, b_gm, decay_gm, init_gm, out_gm, last_gm, a_s, b_s, decay_s, init_s, st_s, bars,
+                       sbars, *, L, NC, reverse):
     """``out[c]`` for every c, in the inputs' 16-bit dtype: ``S_0 = init``, ``S_{c+1} = exp(decay_c) S_c +
     A_c^T B_c`` (or the same in reverse from ``S_NC = init``), on one (64, 64) tile of the state, and the
     last one (``S_NC``, or ``S_0`` in reverse) in float32 as ``last``."""
-    T, P = MOSAIC_TILE, a_s.shape[0]
+    stages, P, T = a_s.shape[0], a_s.shape[1], MOSAIC_TILE
     h, x, y = lax.axis_index("bh"), lax.axis_index("x"), lax.axis_index("y")
     cols_a, cols_b = pl.ds(x * T, T), pl.ds(y * T, T)
     _fetch(bars, (decay_gm.at[h], decay_s), (init_gm.at[h, cols_a, cols_b], init_s))
@@ -120,12 +155,15 @@ def _recurrence_kernel(a_gm, b_gm, decay_gm, init_gm, out_gm, last_gm, a_s, b_s,
         _store(acc, st_s, out_gm.at[h, c + 1 if reverse else c, cols_a, cols_b])
         acc = acc * jnp.exp(decay_s[c])
 
-        def part(u, acc):
+        def copies(u, slot):
             rows = pl.ds(c * L + u * P, P)
-            _fetch(bars, (a_gm.at[h, rows, cols_a], a_s), (b_gm.at[h, rows, cols_b], b_s))
-            return _mma(acc, *[(a_s.at[pl.ds(w * T, T)].T, b_s.at[pl.ds(w * T, T)]) for w in range(P // T)])
+            return [(a_gm.at[h, rows, cols_a], a_s.at[slot]), (b_gm.at[h, rows, cols_b], b_s.at[slot])]
 
-        return lax.fori_loop(0, L // P, part, acc)
+        def part(u, slot, acc):
+            a, b = a_s.at[slot], b_s.at[slot]
+            return _mma(acc, *[(a.at[pl.ds(w * T, T)].T, b.at[pl.ds(w * T, T)]) for w in range(P // T)])
+
+        return _stream(sbars, stages, 0, L // P, copies, part, acc)
 
     acc = lax.fori_loop(0, NC, chunk, acc)
     _store(acc, st_s, out_gm.at[h, 0 if reverse else NC, cols_a, cols_b])
@@ -140,8 +178,10 @@ def _recurrence(a, b, decay, init, *, chunk_size, reverse, interpret, name):
     P = min(L, ROWS_PER_COPY)
     decay = jnp.pad(decay, ((0, 0), (0, -NC % 4)))  # TMA: rows of a multiple of 16 bytes
     kernel = functools.partial(_recurrence_kernel, L=L, NC=NC, reverse=reverse)
-    scratch = (_smem((P, T), a.dtype), _smem((P, T), b.dtype), plgpu.SMEM(decay.shape[1:], F32),
-               plgpu.SMEM((T, T), F32), _smem((T, T), a.dtype), plgpu.Barrier(num_barriers=2))
+    stages = 2  # 2 x 2 x 16 KiB
+    scratch = (_smem((stages, P, T), a.dtype), _smem((stages, P, T), b.dtype), plgpu.SMEM(decay.shape[1:], F32),
+               plgpu.SMEM((T, T), F32), _smem((T, T), a.dtype), plgpu.Barrier(num_barriers=2),
+               plgpu.Barrier(num_barriers=2 * stages))
     out = (jax.ShapeDtypeStruct((BH, NC + 1, DK, DV), a.dtype), jax.ShapeDtypeStruct((BH, DK, DV), F32))
     return _call(kernel, scratch, out, (BH, DK // T, DV // T), interpret, name)(a, b, decay, init)
 
@@ -205,7 +245,7 @@ def _tiles(ref, n):
 
 
 def _outputs_kernel(q_gm, k_gm, v_gm, C_gm, qv_gm, kv_gm, h_gm, N_gm, m_gm,
-                    q_s, C_s, k_s, v_s, qv_s, kv_s, h_s, vec_s, bars, *, L, scale, eps):
+                    q_s, C_s, k_s, v_s, qv_s, kv_s, h_s, vec_s, bars, sbars, *, L, scale, eps):
     T = MOSAIC_TILE
     nq = L // T
     n_dk = q_s.shape[1] // T
@@ -223,20 +263,24 @@ def _outputs_kernel(q_gm, k_gm, v_gm, C_gm, qv_gm, kv_gm, h_gm, N_gm, m_gm,
     num = _rows(inter_w, num.shape) * num
     den = inter_w * qn
 
-    def body(j, carry):
-        num, den, m = carry
+    def copies(j, slot):
         k_rows = pl.ds(c * L + j * T, T)
-        _fetch(bars, (k_gm.at[h, k_rows], k_s), (v_gm.at[h, k_rows, dv], v_s), (kv_gm.at[h, :, k_rows], kv_s))
-        scores = _mma(_zeros(), *[(qa, ka.T) for qa, ka in zip(q_tiles, _tiles(k_s, n_dk))]) * scale
-        key_gate, seg_k = (plgpu.load(kv_s.at[g], layout=_COL) for g in range(2))
+        return [(k_gm.at[h, k_rows], k_s.at[slot]), (v_gm.at[h, k_rows, dv], v_s.at[slot]),
+                (kv_gm.at[h, :, k_rows], kv_s.at[slot])]
+
+    def body(j, slot, carry):
+        num, den, m = carry
+        k_tile, v_tile, kv = k_s.at[slot], v_s.at[slot], kv_s.at[slot]
+        scores = _mma(_zeros(), *[(qa, ka.T) for qa, ka in zip(q_tiles, _tiles(k_tile, n_dk))]) * scale
+        key_gate, seg_k = (plgpu.load(kv.at[g], layout=_COL) for g in range(2))
         log_d = _decay(b_q, key_gate, seg_q, seg_k, t * T, j * T, query_rows=True)
         m_new = jnp.maximum(m, jnp.max(log_d, axis=1))
         alpha = jnp.exp(m - m_new)
         p = scores * jnp.exp(log_d - _rows(m_new, log_d.shape))
-        num = _mma(_rows(alpha, num.shape) * num, (p.astype(v_s.dtype), v_s))
+        num = _mma(_rows(alpha, num.shape) * num, (p.astype(v_tile.dtype), v_tile))
         return num, alpha * den + jnp.sum(p, axis=1), m_new
 
-    num, den, m = lax.fori_loop(0, t + 1, body, (num, den, m))
+    num, den, m = _stream(sbars, k_s.shape[0], 0, t + 1, copies, body, (num, den, m))
     N = jnp.maximum(jnp.abs(den), jnp.exp(-m))
     _store(num / _rows(N + eps, num.shape), h_s, h_gm.at[h, q_rows, dv])
 
@@ -257,17 +301,19 @@ def chunk_outputs(q, k, v, gates: Gates, C, n, *, chunk_size, scale, eps, blocks
     qv = jnp.stack([gates.b, gates.segment, gates.query_init, qn], axis=1)  # (BH, 4, S)
     kv = jnp.stack([gates.key_gate, gates.segment], axis=1)
     kernel = functools.partial(_outputs_kernel, L=L, scale=scale, eps=eps)
-    scratch = (_smem((T, DK), q.dtype), _smem((DK, T), q.dtype), _smem((T, DK), q.dtype), _smem((T, T), q.dtype),
-               plgpu.SMEM((4, T), F32), plgpu.SMEM((2, T), F32), _smem((T, T), q.dtype), plgpu.SMEM((T,), F32),
-               plgpu.Barrier(num_barriers=3))
+    stages = _stages(2 * (2 * T * DK + T * T) + 4 * T * 4, 2 * (T * DK + T * T) + 2 * T * 4)
+    scratch = (_smem((T, DK), q.dtype), _smem((DK, T), q.dtype), _smem((stages, T, DK), q.dtype),
+               _smem((stages, T, T), q.dtype), plgpu.SMEM((4, T), F32), plgpu.SMEM((stages, 2, T), F32),
+               _smem((T, T), q.dtype), plgpu.SMEM((T,), F32), plgpu.Barrier(num_barriers=3),
+               plgpu.Barrier(num_barriers=3 * stages))
     out = (jax.ShapeDtypeStruct((BH, S, DV), q.dtype), jax.ShapeDtypeStruct((BH, S), F32),
            jax.ShapeDtypeStruct((BH, S), F32))
     return _call(kernel, scratch, out, (BH, S // T, DV // T), interpret, "mlstm_chunk_outputs_mosaic")(
         q, k, v, C, qv, kv)
 
 
-def _dq_kernel(dhs_gm, C_gm, k_gm, v_gm, qv_gm, kv_gm, dq_gm, dhs_s, C_s, k_s, v_s, qv_s, kv_s, out_s, bars, *,
-               L, scale):
+def _dq_kernel(dhs_gm, C_gm, k_gm, v_gm, qv_gm, kv_gm, dq_gm, dhs_s, C_s, k_s, v_s, qv_s, kv_s, out_s, bars, sbars,
+               *, L, scale):
     """dQ of a (64 queries, 64 DK columns) tile."""
     T = MOSAIC_TILE
     nq = L // T
@@ -281,20 +327,24 @@ def _dq_kernel(dhs_gm, C_gm, k_gm, v_gm, qv_gm, kv_gm, dq_gm, dhs_s, C_s, k_s, v
     dq = _mma(_zeros(), *[(dha, Ce.T) for dha, Ce in zip(dh_tiles, _tiles(C_s, n_dv))])
     dq = _rows(qbar_w, dq.shape) * dq
 
-    def body(j, dq):
+    def copies(j, slot):
         k_rows = pl.ds(c * L + j * T, T)
-        _fetch(bars, (k_gm.at[h, k_rows, dk], k_s), (v_gm.at[h, k_rows], v_s), (kv_gm.at[h, :, k_rows], kv_s))
-        key_gate, seg_k = (plgpu.load(kv_s.at[g], layout=_COL) for g in range(2))
-        ds = _mma(_zeros(), *[(dha, ve.T) for dha, ve in zip(dh_tiles, _tiles(v_s, n_dv))])
+        return [(k_gm.at[h, k_rows, dk], k_s.at[slot]), (v_gm.at[h, k_rows], v_s.at[slot]),
+                (kv_gm.at[h, :, k_rows], kv_s.at[slot])]
+
+    def body(j, slot, dq):
+        k_tile, v_tile, kv = k_s.at[slot], v_s.at[slot], kv_s.at[slot]
+        key_gate, seg_k = (plgpu.load(kv.at[g], layout=_COL) for g in range(2))
+        ds = _mma(_zeros(), *[(dha, ve.T) for dha, ve in zip(dh_tiles, _tiles(v_tile, n_dv))])
         log_d = _decay(b_q, key_gate, seg_q, seg_k, t * T, j * T, query_rows=True)
         ds = ds * (scale * jnp.exp(log_d - _rows(m_comb, log_d.shape)))
-        return _mma(dq, (ds.astype(k_s.dtype), k_s))
+        return _mma(dq, (ds.astype(k_tile.dtype), k_tile))
 
-    _store(lax.fori_loop(0, t + 1, body, dq), out_s, dq_gm.at[h, q_rows, dk])
+    _store(_stream(sbars, k_s.shape[0], 0, t + 1, copies, body, dq), out_s, dq_gm.at[h, q_rows, dk])
 
 
 def _key_grad_kernel(left_gm, dC_gm, score_gm, prod_gm, kv_gm, qv_gm, out_gm, left_s, dC_s, score_s, prod_s, kv_s,
-                     qv_s, out_s, bars, *, L, scale, dk):
+                     qv_s, out_s, bars, sbars, *, L, scale, dk):
     """dK (``dk``: left = v, score = dh, prod = q) or dV (left = k, score = q, prod = dh) of a (64 keys,
     64 columns) tile; the score tiles (dS^T or P^T) are computed with the keys on the rows:
 
@@ -314,17 +364,20 @@ def _key_grad_kernel(left_gm, dC_gm, score_gm, prod_gm, kv_gm, qv_gm, out_gm, le
     grad = _mma(_zeros(), *zip(left, state_parts))
     grad = _rows(scale * jnp.exp(key_state), grad.shape) * grad  # through the next state
 
-    def body(t, grad):
+    def copies(t, slot):
         q_rows = pl.ds(c * L + t * T, T)
-        _fetch(bars, (score_gm.at[h, q_rows], score_s), (prod_gm.at[h, q_rows, cols], prod_s),
-               (qv_gm.at[h, :, q_rows], qv_s))
-        b_q, seg_q, m_comb = (plgpu.load(qv_s.at[g], layout=_COL) for g in range(3))
-        scores = _mma(_zeros(), *[(la, sa.T) for la, sa in zip(left, _tiles(score_s, n))])
+        return [(score_gm.at[h, q_rows], score_s.at[slot]), (prod_gm.at[h, q_rows, cols], prod_s.at[slot]),
+                (qv_gm.at[h, :, q_rows], qv_s.at[slot])]
+
+    def body(t, slot, grad):
+        score, prod, qv = score_s.at[slot], prod_s.at[slot], qv_s.at[slot]
+        b_q, seg_q, m_comb = (plgpu.load(qv.at[g], layout=_COL) for g in range(3))
+        scores = _mma(_zeros(), *[(la, sa.T) for la, sa in zip(left, _tiles(score, n))])
         log_d = _decay(key_gate, b_q, seg_k, seg_q, j * T, t * T, query_rows=False)
         scores = scores * (scale * jnp.exp(log_d - _cols(m_comb, log_d.shape)))
-        return _mma(grad, (scores.astype(prod_s.dtype), prod_s))
+        return _mma(grad, (scores.astype(prod.dtype), prod))
 
-    _store(lax.fori_loop(j, nk, body, grad), out_s, out_gm.at[h, k_rows, cols])
+    _store(_stream(sbars, score_s.shape[0], j, nk, copies, body, grad), out_s, out_gm.at[h, k_rows, cols])
 
 
 def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, chunk_size, scale, blocks=None,
@@ -343,21 +396,29 @@ def input_grads(q, k, v, dh, gates: Gates, m_comb, qbar_log, inv_N, C, dC, *, ch
     kv_dq = jnp.stack([gates.key_gate, gates.segment], axis=1)
     kv = jnp.stack([gates.key_gate, gates.segment, gates.key_state], axis=1)
     qv = jnp.stack([gates.b, gates.segment, m_comb], axis=1)
-    tile, vec = (lambda shape: _smem(shape, mm)), (lambda n: plgpu.SMEM((n, T), F32))
+    tile, vec = (lambda *shape: _smem(shape, mm)), (lambda *shape: plgpu.SMEM((*shape, T), F32))
     out_tile = plgpu.SMEM((T, T), F32)
     bars = plgpu.Barrier(num_barriers=3)
     grid_k, grid_v = (BH, S // T, DK // T), (BH, S // T, DV // T)
 
+    def scratch(fixed, streamed, n_fixed_vec, n_streamed_vec):
+        """Shared memory: fixed 16-bit tiles, per-stage streamed tiles, vectors, the output tile, barriers."""
+        nbytes = lambda shapes, n_vec: sum(2 * r * c for r, c in shapes) + 4 * T * n_vec  # noqa: E731
+        stages = _stages(nbytes(fixed, n_fixed_vec) + 4 * T * T, nbytes(streamed, n_streamed_vec))
+        return (*[tile(*shape) for shape in fixed], *[tile(stages, *shape) for shape in streamed],
+                vec(n_fixed_vec), vec(stages, n_streamed_vec), out_tile, bars,
+                plgpu.Barrier(num_barriers=3 * stages))
+
     dq = _call(functools.partial(_dq_kernel, L=L, scale=scale),
-               (tile((T, DV)), tile((T, DV)), tile((T, T)), tile((T, DV)), vec(4), vec(2), out_tile, bars),
+               scratch([(T, DV), (T, DV)], [(T, T), (T, DV)], 4, 2),
                jax.ShapeDtypeStruct((BH, S, DK), F32), grid_k, interpret, "mlstm_chunk_dq_mosaic")(
         dhs, Cm, k, v, qv_dq, kv_dq)
     dk = _call(functools.partial(_key_grad_kernel, L=L, scale=scale, dk=True),
-               (tile((T, DV)), tile((T, DV)), tile((T, DV)), tile((T, T)), vec(3), vec(3), out_tile, bars),
+               scratch([(T, DV), (T, DV)], [(T, DV), (T, T)], 3, 3),
                jax.ShapeDtypeStruct((BH, S, DK), F32), grid_k, interpret, "mlstm_chunk_dk_mosaic")(
         v, dCm, dhs, q, kv, qv)
     dv = _call(functools.partial(_key_grad_kernel, L=L, scale=scale, dk=False),
-               (tile((T, DK)), tile((DK, T)), tile((T, DK)), tile((T, T)), vec(3), vec(3), out_tile, bars),
+               scratch([(T, DK), (DK, T)], [(T, DK), (T, T)], 3, 3),
                jax.ShapeDtypeStruct((BH, S, DV), F32), grid_v, interpret, "mlstm_chunk_dv_mosaic")(
         k, dCm, q, dhs, kv, qv)
     return dq, dk, dv
