@@ -61,9 +61,10 @@ def _has_torch() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "xlstm", "fcd"))
 
 
-def _has_gpu_interpret() -> bool:
-    """Pallas's GPU interpret mode for Mosaic GPU kernels (jax >= 0.11)."""
-    return jax.__version_info__ >= (0, 11)
+def _mosaic_jax(item) -> tuple[int, int]:
+    """The jax a ``mosaic`` test needs: ``pytest.mark.mosaic(jax=(0, 11))``; default (0, 12), where Pallas's
+    GPU interpret mode runs wgmma (0.11.2's has no rule for it; 0.10.2's Mosaic GPU API differs)."""
+    return item.get_closest_marker("mosaic").kwargs.get("jax", (0, 12))
 
 
 @pytest.hookimpl(trylast=True)  # after `-m` has deselected what it deselects
@@ -72,7 +73,8 @@ def pytest_collection_modifyitems(config, items):
     extra installs on Python 3.11 only (on 3.12+ PyPI's torch is a multi-GB CUDA build): there, without
     PyTorch, they are deselected, and the header and the summary say so. On 3.11 a missing PyTorch is an
     error, never a skip. Tests marked ``mosaic`` run the Mosaic GPU kernels in GPU interpret mode, which
-    jax < 0.11 lacks: there they are deselected, and the summary says so."""
+    runs their wgmma from jax 0.12 (or only lower them, from jax 0.11): on older jax they are deselected,
+    and the summary says so."""
     deselected = {}
     needs = [item for item in items if item.get_closest_marker("torch")]
     if needs and not _has_torch():
@@ -81,12 +83,13 @@ def pytest_collection_modifyitems(config, items):
                                     "installs on Python 3.11: pip install torch==2.13.0 (CPU), then the test extra; "
                                     "or add -m 'not torch'")
         deselected["torch"] = needs
-    needs = [item for item in items if item.get_closest_marker("mosaic")]
-    if needs and not _has_gpu_interpret():
+    needs = [item for item in items if item.get_closest_marker("mosaic")
+             and jax.__version_info__ < _mosaic_jax(item)]
+    if needs:
         deselected["mosaic"] = needs
     for marker, gone in deselected.items():
         config.hook.pytest_deselected(items=gone)
-        items[:] = [item for item in items if not item.get_closest_marker(marker)]
+        items[:] = [item for item in items if item not in gone]
     counts = {marker: len(gone) for marker, gone in deselected.items()}
     config._bioxlstm_deselected = counts
     if hasattr(config, "workeroutput"):  # a pytest-xdist worker: tell the controller, which prints the summary
@@ -104,8 +107,8 @@ def pytest_testnodedown(node, error):
 _WHY_DESELECTED = {
     "torch": lambda: (f"no PyTorch on Python {sys.version_info.major}.{sys.version_info.minor} (the test extra "
                       "installs it on 3.11 only; CI runs them in its Python 3.11 leg)"),
-    "mosaic": lambda: (f"jax {jax.__version__} has no GPU interpret mode for the Mosaic GPU kernels (jax >= 0.11; "
-                       "CI runs them in its Python 3.12 legs)"),
+    "mosaic": lambda: (f"jax {jax.__version__} is older than they need (the Mosaic GPU kernels in GPU interpret "
+                       "mode: jax >= 0.12; lowered for CUDA: >= 0.11; CI runs them in its newest-JAX leg)"),
 }
 
 

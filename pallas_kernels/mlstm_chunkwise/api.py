@@ -145,7 +145,7 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
         GPU lowering, ``mosaic.py``: Hopper and newer, TMA and wgmma, 64 x 64 tiles).
       block_sizes: tiling of the Triton kernels; ``BlockSizes.for_shape`` when None (not used by Mosaic).
       interpret: run the kernels in the Pallas interpreter (Mosaic: GPU interpret mode with race
-        detection, jax >= 0.11); None = interpret unless on GPU.
+        detection, jax >= 0.12; compiled, Mosaic needs jax >= 0.11); None = interpret unless on GPU.
     Returns:
       h: (B, NH, S, DHV) in q's dtype; with ``return_last_state``, ``(h, (C, n, m))`` float32.
 
@@ -168,6 +168,11 @@ def mlstm_chunkwise(q, k, v, i, f, *, chunk_size: int = 64, initial_state=None, 
     NC = -(-S // L)
     Sp = NC * L
     if backend == "mosaic":
+        need = (0, 12) if interpret else (0, 11)
+        if jax.__version_info__ < need:
+            raise RuntimeError(f"the Mosaic GPU kernels need jax >= {need[0]}.{need[1]}"
+                               + (" in interpret mode (its wgmma rule)" if interpret else "")
+                               + f", this is jax {jax.__version__}")
         from .mosaic import MOSAIC_TILE
 
         DK, DV = (-(-d // MOSAIC_TILE) * MOSAIC_TILE for d in (DHQK, DHV))

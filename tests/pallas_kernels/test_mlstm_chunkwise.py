@@ -3,7 +3,7 @@
 Both backends: Triton (``kernel="pallas_triton"``) and Mosaic GPU (``"pallas_mosaic"``, marked
 ``mosaic``: bfloat16 / float16 only). On CPU the Triton kernels run in the Pallas interpreter, the
 Mosaic GPU kernels in Pallas's GPU interpret mode (shared memory, barriers and TMA simulated, with race
-detection that raises), jitted; separate tests prove both lower for CUDA. Tests marked ``gpu`` run them
+detection that raises; jax >= 0.12), jitted; separate tests prove both lower for CUDA. Tests marked ``gpu`` run them
 compiled where a GPU is present.
 
 Tolerances (``assert_close_scaled``: max abs error <= tol * max(1, max |reference|)), with the
@@ -204,7 +204,7 @@ def _gpu_lowering(fn, *args, call="__gpu$xla.gpu.triton"):
 
 
 @pytest.mark.parametrize("backend,dtype", [("triton", jnp.float32), ("triton", jnp.bfloat16),
-                                           pytest.param("mosaic", jnp.bfloat16, marks=pytest.mark.mosaic)])
+                                           pytest.param("mosaic", jnp.bfloat16, marks=pytest.mark.mosaic(jax=(0, 11)))])
 def test_kernels_lower_for_cuda(backend, dtype):
     """Forward and backward lower for CUDA through Pallas's Triton or Mosaic GPU backend (checked on CPU;
     Mosaic GPU's lowering checks TMA constraints, e.g. 16-byte row strides)."""
@@ -248,6 +248,9 @@ def test_bad_inputs_raise():
     with pytest.raises(TypeError, match="bfloat16 or float16 inputs, got float32 .wgmma has no IEEE float32 mode"):
         pallas_kernels.mlstm_chunkwise(*args, chunk_size=64, backend="mosaic")
     half = tuple(x.astype(jnp.bfloat16) for x in args[:3]) + args[3:]
+    if jax.__version_info__ < (0, 12):  # GPU interpret mode runs wgmma from jax 0.12
+        with pytest.raises(RuntimeError, match="Mosaic GPU kernels need jax >= 0.12 in interpret mode"):
+            pallas_kernels.mlstm_chunkwise(*half, chunk_size=64, backend="mosaic", interpret=True)
     with pytest.raises(ValueError, match="power of two >= 64 for the mosaic kernels"):
         pallas_kernels.mlstm_chunkwise(*half, chunk_size=32, backend="mosaic")
 
